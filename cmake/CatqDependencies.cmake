@@ -1,0 +1,13 @@
+# Every third-party library comes from a Debian 12 package (scripts/packages.txt).
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(Eigen3 3.4 CONFIG REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(GTest CONFIG REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+if(CATQ_BUILD_BENCHMARKS)
+  find_package(benchmark CONFIG REQUIRED)
+endif()
