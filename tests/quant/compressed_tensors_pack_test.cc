@@ -1,0 +1,200 @@
+#include "core/quant/compressed_tensors_pack.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/quant/rtn.h"
+#include "tests/quant/quant_test_util.h"
+#include "tests/util/status_matchers.h"
+
+namespace catq {
+namespace {
+
+// A word as safetensors I32 stores it, written as the hex the layout gives.
+int32_t Word(uint32_t hex) { return std::bit_cast<int32_t>(hex); }
+
+// 2 x 16, symmetric 4-bit, per channel. Derivation of word [0, 0]: elements
+// 0..7 of row 0 are q = 0 1 2 3 4 5 6 7, nibbles q + 8 = 8 9 A B C D E F,
+// element 0 in the lowest nibble, so reading the hex from the top nibble down:
+// F E D C B A 9 8 = 0xFEDCBA98 (negative as int32).
+//   word [0, 1]: q = -1 -2 -3 -4 -5 -6 -7 0 -> 7 6 5 4 3 2 1 8 -> 0x81234567
+//   word [1, 0]: q = 7 -7 0 0 3 -3 1 -1     -> F 1 8 8 B 5 9 7 -> 0x795B881F
+//   word [1, 1]: q = 0 0 0 0 0 0 0 5        -> 8 8 8 8 8 8 8 D -> 0xD8888888
+QuantizedWeight KnownSymmetric2x16() {
+  QuantizedWeight qw;
+  qw.rows = 2;
+  qw.cols = 16;
+  qw.q = {0, 1,  2, 3, 4, 5,  6, 7,  -1, -2, -3, -4, -5, -6, -7, 0,  //
+          7, -7, 0, 0, 3, -3, 1, -1, 0,  0,  0,  0,  0,  0,  0,  5};
+  qw.scales = {0.5f, 0.25f};
+  return qw;
+}
+
+// 3 x 8, asymmetric 4-bit, groups of 4: zero points [3, 2].
+//   weight_packed [0]: q = -8 7 0 1 2 3 4 5 -> 0 F 8 9 A B C D -> 0xDCBA98F0
+//   weight_packed [1]: q = 0 x 8            -> 0x88888888
+//   weight_packed [2]: q = -1 .. -8         -> 7 6 5 4 3 2 1 0 -> 0x01234567
+//   weight_zero_point [0, 0]: rows 0, 1, 2 zeros -3 5 7 -> 5 D F, padding 8
+//                             -> 0x88888FD5
+//   weight_zero_point [0, 1]: zeros 0 -7 2 -> 8 1 A, padding 8 -> 0x88888A18
+QuantizedWeight KnownAsymmetric3x8() {
+  QuantizedWeight qw;
+  qw.rows = 3;
+  qw.cols = 8;
+  qw.options.group_size = 4;
+  qw.options.symmetric = false;
+  qw.q = {-8, 7,  0,  1,  2,  3,  4,  5,  //
+          0,  0,  0,  0,  0,  0,  0,  0,  //
+          -1, -2, -3, -4, -5, -6, -7, -8};
+  qw.scales = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
+  qw.zeros = {-3, 0,   //
+              5,  -7,  //
+              7,  2};
+  return qw;
+}
+
+// 1 x 13: q = 1 everywhere but element 12 = -3. Word 1 holds elements 8..12
+// (nibbles 9 9 9 9 5) and three padding nibbles of 8 -> 0x88859999.
+QuantizedWeight KnownPadded1x13() {
+  QuantizedWeight qw;
+  qw.rows = 1;
+  qw.cols = 13;
+  qw.q = std::vector<int8_t>(13, 1);
+  qw.q[12] = -3;
+  qw.scales = {1.0f};
+  return qw;
+}
+
+TEST(PackInt4CompressedTensors, KnownSymmetricWordsBitForBit) {
+  QuantizedWeight qw = KnownSymmetric2x16();
+  auto packed = PackInt4CompressedTensors(qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed, (std::vector<int32_t>{Word(0xFEDCBA98), Word(0x81234567),
+                                                         Word(0x795B881F), Word(0xD8888888)}));
+  EXPECT_EQ(packed->weight_packed[0], -19088744);
+  EXPECT_TRUE(packed->weight_zero_point.empty());
+  EXPECT_EQ(packed->groups, 1);
+  EXPECT_EQ(packed->weight_shape(), (std::array<int64_t, 2>{2, 16}));
+  auto back = UnpackInt4CompressedTensors(*packed, qw.scales, qw.options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, qw);
+}
+
+TEST(PackInt4CompressedTensors, KnownAsymmetricZeroPointsPackAlongOutput) {
+  QuantizedWeight qw = KnownAsymmetric3x8();
+  auto packed = PackInt4CompressedTensors(qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed,
+            (std::vector<int32_t>{Word(0xDCBA98F0), Word(0x88888888), Word(0x01234567)}));
+  EXPECT_EQ(packed->weight_zero_point, (std::vector<int32_t>{Word(0x88888FD5), Word(0x88888A18)}));
+  auto back = UnpackInt4CompressedTensors(*packed, qw.scales, qw.options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, qw);
+}
+
+TEST(PackInt4CompressedTensors, PaddingNibblesPastInHoldEight) {
+  auto packed = PackInt4CompressedTensors(KnownPadded1x13());
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed, (std::vector<int32_t>{Word(0x99999999), Word(0x88859999)}));
+}
+
+TEST(PackInt4CompressedTensors, RejectsMoreThanFourBitsAndInvalidWeights) {
+  auto qw = QuantizeRtn(testing::RandomWeights(2, 8, 1), WeightQuantOptions{5, -1, true});
+  ASSERT_OK(qw);
+  EXPECT_STATUS(PackInt4CompressedTensors(*qw), absl::StatusCode::kInvalidArgument,
+                "options.bits: 5 does not fit int4 packing (at most 4)");
+  QuantizedWeight bad = KnownSymmetric2x16();
+  bad.q[17] = 8;
+  EXPECT_STATUS(PackInt4CompressedTensors(bad), absl::StatusCode::kInvalidArgument, "q[1, 1] is 8");
+}
+
+TEST(UnpackInt4CompressedTensors, NamesArrayWithExpectedAndActualSize) {
+  QuantizedWeight qw = KnownSymmetric2x16();
+  const CompressedTensorsInt4 good = *PackInt4CompressedTensors(qw);
+  CompressedTensorsInt4 packed = good;
+  packed.weight_packed.pop_back();
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed, qw.scales, qw.options),
+                absl::StatusCode::kInvalidArgument,
+                "weight_packed: expected 4 values ([2, 2]), got 3");
+  packed = good;
+  packed.groups = 2;
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed, qw.scales, qw.options),
+                absl::StatusCode::kInvalidArgument,
+                "groups: 2, expected 1 for in = 16 and group_size -1");
+  EXPECT_STATUS(UnpackInt4CompressedTensors(good, {0.5f}, qw.options),
+                absl::StatusCode::kInvalidArgument,
+                "weight_scale: expected 2 values ([2, 1]), got 1");
+  packed = good;
+  packed.weight_zero_point = {Word(0x88888888)};
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed, qw.scales, qw.options),
+                absl::StatusCode::kInvalidArgument,
+                "weight_zero_point: symmetric weights have none, got 1 words");
+  EXPECT_STATUS(UnpackInt4CompressedTensors(good, qw.scales, WeightQuantOptions{4, -1, false}),
+                absl::StatusCode::kInvalidArgument,
+                "weight_zero_point: expected 1 values ([1, 1]), got 0");
+  EXPECT_STATUS(UnpackInt4CompressedTensors(good, qw.scales, WeightQuantOptions{9, -1, true}),
+                absl::StatusCode::kInvalidArgument, "options: bits: 9 is outside [2, 8]");
+}
+
+TEST(UnpackInt4CompressedTensors, CorruptPaddingIsDataLossNamingRowAndWord) {
+  QuantizedWeight qw = KnownPadded1x13();
+  CompressedTensorsInt4 packed = *PackInt4CompressedTensors(qw);
+  packed.weight_packed[1] = Word(0x88959999);  // Nibble 5 (element 13, padding) = 9.
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed, qw.scales, qw.options),
+                absl::StatusCode::kDataLoss,
+                "weight_packed[row 0, word 1]: padding nibble 5 (past in = 13) is 9, expected 8");
+
+  QuantizedWeight asym = KnownAsymmetric3x8();
+  CompressedTensorsInt4 packed_asym = *PackInt4CompressedTensors(asym);
+  packed_asym.weight_zero_point[1] = Word(0x08888A18);  // Nibble 7 (row 7, padding) = 0.
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed_asym, asym.scales, asym.options),
+                absl::StatusCode::kDataLoss,
+                "weight_zero_point[word row 0, group 1]: padding nibble 7 (past out = 3) is 0, "
+                "expected 8");
+}
+
+TEST(UnpackInt4CompressedTensors, LevelOutsideBitsIsDataLoss) {
+  QuantizedWeight qw = KnownSymmetric2x16();
+  CompressedTensorsInt4 packed = *PackInt4CompressedTensors(qw);
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed, qw.scales, WeightQuantOptions{2, -1, true}),
+                absl::StatusCode::kDataLoss,
+                "weight_packed[row 0, word 0] nibble 2 (column 2): q = 2 is outside [-2, 1] for "
+                "2 bits");
+}
+
+TEST(UnpackInt4CompressedTensors, NonFiniteScaleIsRejected) {
+  QuantizedWeight qw = KnownSymmetric2x16();
+  CompressedTensorsInt4 packed = *PackInt4CompressedTensors(qw);
+  const std::vector<float> scales = {0.5f, std::numeric_limits<float>::quiet_NaN()};
+  EXPECT_STATUS(UnpackInt4CompressedTensors(packed, scales, qw.options),
+                absl::StatusCode::kInvalidArgument, "weight_scale: scales[1, 0] is nan");
+}
+
+class CompressedTensorsRoundTrip : public ::testing::TestWithParam<testing::RoundTripCase> {};
+
+TEST_P(CompressedTensorsRoundTrip, UnpackGivesBackExactlyWhatWasPacked) {
+  const auto [rows, cols, group_size, bits, symmetric] = GetParam();
+  const WeightQuantOptions options = testing::RoundTripOptions(GetParam());
+  auto qw = QuantizeRtn(testing::RoundTripWeights(GetParam()), options);
+  ASSERT_OK(qw);
+  auto packed = PackInt4CompressedTensors(*qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(static_cast<int64_t>(packed->weight_packed.size()), rows * ((cols + 7) / 8));
+  EXPECT_EQ(static_cast<int64_t>(packed->weight_zero_point.size()),
+            symmetric ? 0 : ((rows + 7) / 8) * qw->groups());
+  auto back = UnpackInt4CompressedTensors(*packed, qw->scales, options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, *qw);
+  EXPECT_EQ(Dequantize(*back), Dequantize(*qw));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CompressedTensorsRoundTrip, testing::RoundTripCases(),
+                         testing::RoundTripName);
+
+}  // namespace
+}  // namespace catq
