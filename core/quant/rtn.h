@@ -47,8 +47,16 @@ namespace catq {
 // (InvalidArgument): invalid options (names the field), an empty matrix, a NaN
 // or Inf element (names it, e.g. "weight[3, 17] is NaN"). A row-major `w`
 // is read in place; another layout is copied first by Eigen::Ref.
+//
+// `round_scale`, when given, maps each scale to the value it is stored as
+// (FloatToHalf then back, for float16 scales); the levels are computed from
+// that stored scale, so dequantizing the stored tensors keeps every element
+// within half a step. A scale that rounds to +Inf is an InvalidArgument
+// naming the row and group.
+using ScaleRounding = float (*)(float);
 absl::StatusOr<QuantizedWeight> QuantizeRtn(const Eigen::Ref<const RowMatrixXf>& w,
-                                            const WeightQuantOptions& options);
+                                            const WeightQuantOptions& options,
+                                            ScaleRounding round_scale = nullptr);
 
 }  // namespace catq
 

@@ -24,12 +24,26 @@ absl::Status CheckFinite(const Eigen::Ref<const RowMatrixXf>& w) {
   return absl::OkStatus();
 }
 
+// A scale rounded to a narrow storage type can overflow (float16 tops out at
+// 65504); such a weight cannot be stored, so say which group.
+absl::Status CheckScalesFinite(const QuantizedWeight& qw) {
+  const int64_t groups = qw.groups();
+  for (size_t i = 0; i < qw.scales.size(); ++i) {
+    if (std::isfinite(qw.scales[i])) continue;
+    return absl::InvalidArgumentError(absl::StrCat("weight row ", i / groups, " group ", i % groups,
+                                                   ": scale ", qw.scales[i],
+                                                   " is not representable in the scale dtype"));
+  }
+  return absl::OkStatus();
+}
+
 // Quantizes w(row, span) on the symmetric grid; returns the scale.
 float QuantizeGroupSymmetric(const Eigen::Ref<const RowMatrixXf>& w, int64_t row, ColumnRange span,
-                             int bits, int8_t* q) {
+                             int bits, ScaleRounding round_scale, int8_t* q) {
   float amax = 0.0f;
   for (int64_t c = span.begin; c < span.end; ++c) amax = std::max(amax, std::fabs(w(row, c)));
-  const float scale = quant_internal::SymmetricScale(amax, bits);
+  float scale = quant_internal::SymmetricScale(amax, bits);
+  if (round_scale != nullptr) scale = round_scale(scale);
   for (int64_t c = span.begin; c < span.end; ++c) {
     q[c] = scale > 0.0f
                ? static_cast<int8_t>(quant_internal::SymmetricLevel(w(row, c), scale, bits))
@@ -41,14 +55,14 @@ float QuantizeGroupSymmetric(const Eigen::Ref<const RowMatrixXf>& w, int64_t row
 // Quantizes w(row, span) on the asymmetric grid, stored signed; returns the
 // scale and writes the signed zero point to *zero.
 float QuantizeGroupAsymmetric(const Eigen::Ref<const RowMatrixXf>& w, int64_t row, ColumnRange span,
-                              int bits, int8_t* q, int8_t* zero) {
+                              int bits, ScaleRounding round_scale, int8_t* q, int8_t* zero) {
   float lo = 0.0f;
   float hi = 0.0f;
   for (int64_t c = span.begin; c < span.end; ++c) {
     lo = std::min(lo, w(row, c));
     hi = std::max(hi, w(row, c));
   }
-  const AsymmetricGrid grid = quant_internal::MakeAsymmetricGrid(lo, hi, bits);
+  const AsymmetricGrid grid = quant_internal::MakeAsymmetricGrid(lo, hi, bits, round_scale);
   const int offset = quant_internal::SignedOffset(bits);
   for (int64_t c = span.begin; c < span.end; ++c) {
     const int q_u =
@@ -62,7 +76,8 @@ float QuantizeGroupAsymmetric(const Eigen::Ref<const RowMatrixXf>& w, int64_t ro
 }  // namespace
 
 absl::StatusOr<QuantizedWeight> QuantizeRtn(const Eigen::Ref<const RowMatrixXf>& w,
-                                            const WeightQuantOptions& options) {
+                                            const WeightQuantOptions& options,
+                                            ScaleRounding round_scale) {
   CATQ_RETURN_IF_ERROR(Prefix("options", options.Validate()));
   if (w.rows() == 0 || w.cols() == 0) {
     return absl::InvalidArgumentError(
@@ -85,10 +100,12 @@ absl::StatusOr<QuantizedWeight> QuantizeRtn(const Eigen::Ref<const RowMatrixXf>&
       const ColumnRange span = GroupColumns(g, qw.cols, options.group_size);
       const int64_t at = r * groups + g;
       qw.scales[at] = options.symmetric
-                          ? QuantizeGroupSymmetric(w, r, span, options.bits, q_row)
-                          : QuantizeGroupAsymmetric(w, r, span, options.bits, q_row, &qw.zeros[at]);
+                          ? QuantizeGroupSymmetric(w, r, span, options.bits, round_scale, q_row)
+                          : QuantizeGroupAsymmetric(w, r, span, options.bits, round_scale, q_row,
+                                                    &qw.zeros[at]);
     }
   }
+  CATQ_RETURN_IF_ERROR(CheckScalesFinite(qw));
   return qw;
 }
 

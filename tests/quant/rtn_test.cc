@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/tensor/half.h"
 #include "tests/quant/quant_test_util.h"
 #include "tests/util/status_matchers.h"
 
@@ -188,6 +189,34 @@ TEST(QuantizeRtn, ErrorIsAtMostHalfAStepForEveryGrid) {
       }
     }
   }
+}
+
+float RoundToHalf(float v) { return HalfToFloat(FloatToHalf(v)); }
+
+// With float16 scale rounding, every stored scale is a float16 value and the
+// levels are computed from it: dequantizing with the stored scales keeps each
+// element within half a step, for both grids.
+TEST(QuantizeRtn, ScalesRoundedToHalfKeepHalfAStep) {
+  const RowMatrixXf w = testing::RandomWeights(16, 100, 7);
+  for (bool symmetric : {true, false}) {
+    auto qw = QuantizeRtn(w, Options(4, 32, symmetric), RoundToHalf);
+    ASSERT_OK(qw);
+    for (float s : qw->scales) EXPECT_EQ(s, RoundToHalf(s));
+    const RowMatrixXf back = Dequantize(*qw);
+    for (Eigen::Index r = 0; r < w.rows(); ++r) {
+      for (Eigen::Index c = 0; c < w.cols(); ++c) {
+        const float step = qw->scales[r * qw->groups() + c / 32];
+        EXPECT_LE(std::fabs(back(r, c) - w(r, c)), 0.5f * step * (1 + 1e-5f)) << r << "," << c;
+      }
+    }
+  }
+}
+
+TEST(QuantizeRtn, ScaleOverflowingHalfNamesRowAndGroup) {
+  RowMatrixXf w = RowMatrixXf::Constant(2, 8, 1.0f);
+  w(1, 5) = 1e6f;
+  EXPECT_STATUS(QuantizeRtn(w, Options(4, 4, true), RoundToHalf),
+                absl::StatusCode::kInvalidArgument, "weight row 1 group 1: scale inf");
 }
 
 }  // namespace

@@ -61,13 +61,17 @@ struct AsymmetricGrid {
 // it, then rounded to float once), zero_u = clamp(round(-min / scale), 0,
 // 2^b - 1). When the scale is 0 (all values 0) zero_u is 2^(b-1), so that the
 // signed zero point is 0.
-inline AsymmetricGrid MakeAsymmetricGrid(float lo, float hi, int bits) {
+// `round_scale`, when given, maps the scale to the value it will be stored as
+// (e.g. float16); the zero point and levels are then computed from that value.
+inline AsymmetricGrid MakeAsymmetricGrid(float lo, float hi, int bits,
+                                         float (*round_scale)(float) = nullptr) {
   const float min_value = std::fmin(lo, 0.0f);
   const float max_value = std::fmax(hi, 0.0f);
   const int max_level = AsymmetricMaxLevel(bits);
   const double range = static_cast<double>(max_value) - static_cast<double>(min_value);
   AsymmetricGrid grid;
   grid.scale = static_cast<float>(range / max_level);
+  if (round_scale != nullptr) grid.scale = round_scale(grid.scale);
   if (grid.scale == 0.0f) {
     grid.zero_u = SignedOffset(bits);
     return grid;
