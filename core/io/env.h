@@ -20,11 +20,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace catq {
 
@@ -67,6 +67,8 @@ class Env {
   // RenameFile: atomically replaces `to` with `from` (rename(2)).
   virtual absl::Status RenameFile(const std::string& from, const std::string& to) = 0;
   virtual absl::Status RemoveFile(const std::string& path) = 0;
+  // RemoveDir: removes an empty directory (rmdir(2)).
+  virtual absl::Status RemoveDir(const std::string& path) = 0;
   // CreateDirs: like `mkdir -p`; OK when the directory exists.
   virtual absl::Status CreateDirs(const std::string& path) = 0;
   // SyncDir: fsyncs a directory so that renames in it are durable.
@@ -101,6 +103,7 @@ class EnvWrapper : public Env {
     return target_->RenameFile(from, to);
   }
   absl::Status RemoveFile(const std::string& path) override { return target_->RemoveFile(path); }
+  absl::Status RemoveDir(const std::string& path) override { return target_->RemoveDir(path); }
   absl::Status CreateDirs(const std::string& path) override { return target_->CreateDirs(path); }
   absl::Status SyncDir(const std::string& path) override { return target_->SyncDir(path); }
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) override {

@@ -80,7 +80,8 @@ class PosixMappedFile : public MappedFile {
     if (base_ != nullptr) ::munmap(base_, size_);
   }
   absl::string_view bytes() const override {
-    return size_ == 0 ? absl::string_view() : absl::string_view(static_cast<const char*>(base_), size_);
+    return size_ == 0 ? absl::string_view()
+                      : absl::string_view(static_cast<const char*>(base_), size_);
   }
   const std::string& path() const override { return path_; }
 
@@ -162,6 +163,11 @@ class PosixEnv : public Env {
 
   absl::Status RemoveFile(const std::string& path) override {
     if (::unlink(path.c_str()) != 0) return PosixError(absl::StrCat("unlink ", path), errno);
+    return absl::OkStatus();
+  }
+
+  absl::Status RemoveDir(const std::string& path) override {
+    if (::rmdir(path.c_str()) != 0) return PosixError(absl::StrCat("rmdir ", path), errno);
     return absl::OkStatus();
   }
 
