@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/model/gaussian.h"
 #include "core/model/llama_weights.h"
-#include "core/tensor/half.h"
+#include "core/tensor/float_encoding.h"
 #include "core/tensor/sharded_writer.h"
 #include "core/util/status_macros.h"
 
@@ -98,16 +98,7 @@ std::map<std::string, Plan> MakePlans(const LlamaConfig& config,
 // Appends `values` converted to `dtype`, little-endian.
 absl::Status AppendAs(DType dtype, absl::Span<const float> values, std::string& bytes,
                       ShardedSafetensorsWriter& writer) {
-  if (dtype == DType::kF32) {
-    bytes.assign(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-  } else {
-    bytes.resize(values.size() * sizeof(uint16_t));
-    for (size_t i = 0; i < values.size(); ++i) {
-      const uint16_t half =
-          dtype == DType::kF16 ? FloatToHalf(values[i]) : FloatToBFloat16(values[i]);
-      std::memcpy(bytes.data() + 2 * i, &half, sizeof(half));
-    }
-  }
+  CATQ_ASSIGN_OR_RETURN(bytes, EncodeFloats(values, dtype));
   return writer.Append(bytes);
 }
 
