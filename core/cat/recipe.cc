@@ -1,0 +1,70 @@
+#include "core/cat/recipe.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace catq {
+namespace {
+
+constexpr struct {
+  Method method;
+  absl::string_view name;
+} kMethodNames[] = {
+    {Method::kRtn, "rtn"},
+    {Method::kSmoothQuant, "smoothquant"},
+    {Method::kHadamard, "hadamard"},
+    {Method::kCat, "cat"},
+};
+
+}  // namespace
+
+absl::string_view MethodName(Method method) {
+  for (const auto& entry : kMethodNames) {
+    if (entry.method == method) return entry.name;
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Method> ParseMethod(absl::string_view name) {
+  for (const auto& entry : kMethodNames) {
+    if (entry.name == name) return entry.method;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("method: \"", name, "\" is not one of rtn, smoothquant, hadamard, cat"));
+}
+
+absl::string_view WeightQuantizerName(WeightQuantizer quantizer) {
+  return quantizer == WeightQuantizer::kGptq ? "gptq" : "rtn";
+}
+
+absl::StatusOr<WeightQuantizer> ParseWeightQuantizer(absl::string_view name) {
+  if (name == "rtn") return WeightQuantizer::kRtn;
+  if (name == "gptq") return WeightQuantizer::kGptq;
+  return absl::InvalidArgumentError(
+      absl::StrCat("weight_quantizer: \"", name, "\" is not one of rtn, gptq"));
+}
+
+absl::Status Recipe::Validate() const {
+  if (block_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("block_size: ", block_size, " must be >= 1"));
+  }
+  if (!(damping >= 0.0) || damping > 1e6) {
+    return absl::InvalidArgumentError(absl::StrCat("damping: ", damping, " must be in [0, 1e6]"));
+  }
+  if (!(smoothquant_alpha >= 0.0 && smoothquant_alpha <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("smoothquant_alpha: ", smoothquant_alpha, " must be in [0, 1]"));
+  }
+  if (absl::Status weights_ok = weights.Validate(); !weights_ok.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("weights.", weights_ok.message()));
+  }
+  if (activation_bits != 16 && (activation_bits < 2 || activation_bits > 8)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "activation_bits: ", activation_bits, " must be in [2, 8], or 16 for no quantization"));
+  }
+  if (scale_dtype != DType::kF16 && scale_dtype != DType::kBF16 && scale_dtype != DType::kF32) {
+    return absl::InvalidArgumentError("scale_dtype: must be F16, BF16 or F32");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace catq

@@ -1,0 +1,76 @@
+// File: core/cat/recipe.h
+//
+// Recipe: every choice of a quantization job in one struct, in the manner of
+// LevelDB's Options. Each field states its default and unit. The server calls
+// Validate() once per job; its message names the bad field.
+//
+//   Recipe recipe;                 // RTN W4, per channel, no activation quant
+//   recipe.method = Method::kCat;
+//   recipe.block_size = 32;
+//   recipe.weights.group_size = 128;
+//   CATQ_RETURN_IF_ERROR(recipe.Validate());
+//
+// Plain data; not synchronized.
+#ifndef CATQ_CORE_CAT_RECIPE_H_
+#define CATQ_CORE_CAT_RECIPE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/quant/weight_quant_options.h"
+#include "core/tensor/dtype.h"
+
+namespace catq {
+
+// The transform applied at each activation site (cat-method.md section 2).
+enum class Method {
+  kRtn,          // No transform: plain round-to-nearest.
+  kSmoothQuant,  // Diagonal scaling, max based, with `smoothquant_alpha`.
+  kHadamard,     // Orthogonal mixing H only.
+  kCat,          // Block CAT: H * blockdiag(T_1..T_n).
+};
+absl::string_view MethodName(Method method);
+absl::StatusOr<Method> ParseMethod(absl::string_view name);
+
+// How the weights are rounded after the transform.
+enum class WeightQuantizer { kRtn, kGptq };
+absl::string_view WeightQuantizerName(WeightQuantizer quantizer);
+absl::StatusOr<WeightQuantizer> ParseWeightQuantizer(absl::string_view name);
+
+struct Recipe {
+  // Default kRtn.
+  Method method = Method::kRtn;
+  // Block size k of block CAT, in channels. 1 is diagonal, a value >= the
+  // site's dimension is full CAT. Default 128 (the paper's choice).
+  int block_size = 128;
+  // Damping lambda: S <- S + lambda * mean(diag S) * I before solving.
+  // Default 1e-2 (cat-method.md 2.4).
+  double damping = 1e-2;
+  // Whether block CAT applies the Hadamard mixing on top. Default true.
+  bool cat_hadamard = true;
+  // SmoothQuant migration strength alpha in [0, 1]. Default 0.5.
+  double smoothquant_alpha = 0.5;
+  // Weight grid: bits, group size along the input, symmetric. Default W4,
+  // symmetric, per output channel.
+  WeightQuantOptions weights;
+  WeightQuantizer weight_quantizer = WeightQuantizer::kRtn;
+  // Activation bits, per token, at every quantized linear's input. 16 means
+  // activations stay in floating point (weight-only). Default 16.
+  int activation_bits = 16;
+  // Activation grid: asymmetric (the default) or symmetric.
+  bool activation_symmetric = false;
+  // Fold the RMSNorm gains before attn_in and mlp_in into the weights reading
+  // those sites, storing the norms as ones (as QuaRot does). Default true.
+  bool fold_norm_gains = true;
+  // Data type of the stored weight scales: kF16 (default), kBF16 or kF32.
+  DType scale_dtype = DType::kF16;
+
+  // Validate: OK, or InvalidArgument naming the first bad field and its range.
+  absl::Status Validate() const;
+};
+
+}  // namespace catq
+
+#endif  // CATQ_CORE_CAT_RECIPE_H_

@@ -1,0 +1,102 @@
+#include "core/output/output_plan.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "core/output/packed_linear.h"
+#include "core/util/status_macros.h"
+
+namespace catq {
+namespace {
+
+// The norm whose gain a linear's input carries, by weight name; folded norms
+// are written as ones.
+absl::flat_hash_set<std::string> FoldedNormNames(const LlamaConfig& config) {
+  absl::flat_hash_set<std::string> names;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    names.insert(NormWeightName(layer, NormKind::kInputLayernorm));
+    names.insert(NormWeightName(layer, NormKind::kPostAttentionLayernorm));
+  }
+  return names;
+}
+
+// Maps "model.layers.{i}.<path>.weight" back to its layer and linear kind.
+struct LinearIndex {
+  absl::flat_hash_map<std::string, std::pair<int64_t, LinearKind>> by_weight_name;
+};
+
+LinearIndex IndexLinears(const LlamaConfig& config) {
+  LinearIndex index;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (LinearKind kind : kAllLinearKinds) {
+      index.by_weight_name[LinearWeightName(layer, kind)] = {layer, kind};
+    }
+  }
+  return index;
+}
+
+OutputItem CopyItem(const TensorInfo& info, OutputSource source) {
+  OutputItem item;
+  item.source = source;
+  item.name = info.name;
+  item.specs.push_back({info.name, info.dtype, info.shape});
+  return item;
+}
+
+}  // namespace
+
+std::vector<TensorSpec> OutputPlan::TensorSpecs() const {
+  std::vector<TensorSpec> specs;
+  for (const OutputItem& item : items)
+    specs.insert(specs.end(), item.specs.begin(), item.specs.end());
+  return specs;
+}
+
+int64_t OutputPlan::NumPackedLinears() const {
+  return std::count_if(items.begin(), items.end(), [](const OutputItem& item) {
+    return item.source == OutputSource::kPackedLinear;
+  });
+}
+
+absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& recipe) {
+  CATQ_RETURN_IF_ERROR(CheckPackable(recipe.weights, recipe.scale_dtype));
+  const LlamaConfig& config = model.config();
+  const LinearIndex linears = IndexLinears(config);
+  const absl::flat_hash_set<std::string> folded =
+      recipe.fold_norm_gains ? FoldedNormNames(config) : absl::flat_hash_set<std::string>();
+
+  std::vector<std::string> order;
+  absl::flat_hash_set<std::string> known;
+  for (const ExpectedTensor& expected : ExpectedLlamaTensors(config)) {
+    order.push_back(expected.name);
+    known.insert(expected.name);
+  }
+  std::vector<std::string> extras;
+  for (const std::string& name : model.tensors().TensorNames()) {
+    if (!known.contains(name)) extras.push_back(name);
+  }
+  std::sort(extras.begin(), extras.end());
+  order.insert(order.end(), extras.begin(), extras.end());
+
+  OutputPlan plan;
+  for (const std::string& name : order) {
+    CATQ_ASSIGN_OR_RETURN(const TensorInfo* info, model.tensors().Info(name));
+    auto linear = linears.by_weight_name.find(name);
+    if (linear != linears.by_weight_name.end()) {
+      OutputItem item;
+      item.source = OutputSource::kPackedLinear;
+      item.name = LinearModuleName(linear->second.first, linear->second.second);
+      item.layer = linear->second.first;
+      item.linear = linear->second.second;
+      item.specs = PackedLinearSpecs(item.name, info->shape[0], info->shape[1], recipe.weights,
+                                     recipe.scale_dtype);
+      plan.items.push_back(std::move(item));
+    } else {
+      plan.items.push_back(
+          CopyItem(*info, folded.contains(name) ? OutputSource::kUnitGain : OutputSource::kCopy));
+    }
+  }
+  return plan;
+}
+
+}  // namespace catq

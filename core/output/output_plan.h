@@ -1,0 +1,58 @@
+// File: core/output/output_plan.h
+//
+// The list of every tensor an output directory will hold, in write order,
+// computed from the input model's shapes and the recipe before any weight is
+// read. A sharded writer needs all specs up front (the safetensors header
+// comes first), and the plan is what lets it stream one linear at a time.
+//
+//   CATQ_ASSIGN_OR_RETURN(OutputPlan plan, PlanOutput(model, recipe));
+//   for (const OutputItem& item : plan.items) { ...produce item.specs' bytes... }
+//
+// Plain data.
+#ifndef CATQ_CORE_OUTPUT_OUTPUT_PLAN_H_
+#define CATQ_CORE_OUTPUT_OUTPUT_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/cat/recipe.h"
+#include "core/model/llama_model.h"
+#include "core/model/llama_weights.h"
+#include "core/tensor/safetensors_writer.h"
+
+namespace catq {
+
+enum class OutputSource {
+  kCopy,          // The input tensor, bytes unchanged.
+  kUnitGain,      // A norm whose gain was folded into the next linears: ones.
+  kPackedLinear,  // A quantized linear in pack-quantized layout.
+};
+
+struct OutputItem {
+  OutputSource source = OutputSource::kCopy;
+  // kCopy, kUnitGain: the input tensor's name. kPackedLinear: the module name
+  // (the weight's name without ".weight").
+  std::string name;
+  int64_t layer = -1;                      // kPackedLinear only.
+  LinearKind linear = LinearKind::kQProj;  // kPackedLinear only.
+  std::vector<TensorSpec> specs;           // What this item writes, in order.
+};
+
+struct OutputPlan {
+  std::vector<OutputItem> items;
+  // All specs of all items, in order.
+  std::vector<TensorSpec> TensorSpecs() const;
+  int64_t NumPackedLinears() const;
+};
+
+// Every tensor of `model` appears once: linears packed, norms before attn_in
+// and mlp_in as ones when recipe.fold_norm_gains, everything else copied.
+// Tensors the Llama layout does not name (e.g. rotary caches) are copied after
+// the known ones, sorted by name. Errors: a recipe the output cannot store.
+absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& recipe);
+
+}  // namespace catq
+
+#endif  // CATQ_CORE_OUTPUT_OUTPUT_PLAN_H_
