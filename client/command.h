@@ -1,0 +1,26 @@
+// File: client/command.h
+//
+// How the `catq` subcommands plug into main.cc. Each Add*Command registers a
+// CLI11 subcommand with its flags; when that subcommand is chosen, parsing sets
+// `run` to the action, and main calls it once and turns its Status into the
+// exit code and a message on stderr.
+#ifndef CATQ_CLIENT_COMMAND_H_
+#define CATQ_CLIENT_COMMAND_H_
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "absl/status/status.h"
+
+namespace catq::cli {
+
+using CommandAction = std::function<absl::Status()>;
+
+void AddInspectCommand(CLI::App& app, CommandAction& run);
+void AddImportLlama2cCommand(CLI::App& app, CommandAction& run);
+void AddSynthCommand(CLI::App& app, CommandAction& run);
+void AddQuantizeCommand(CLI::App& app, CommandAction& run);
+
+}  // namespace catq::cli
+
+#endif  // CATQ_CLIENT_COMMAND_H_

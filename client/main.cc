@@ -1,0 +1,26 @@
+// catq: the command line. Flags are parsed here; every action lives in its own
+// *_command.cc and returns a Status.
+#include <iostream>
+
+#include "client/command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"catq: quantize Llama-family models to 4 bits with block CAT"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "catq 0.1.0");
+
+  catq::cli::CommandAction run;
+  catq::cli::AddInspectCommand(app, run);
+  catq::cli::AddImportLlama2cCommand(app, run);
+  catq::cli::AddSynthCommand(app, run);
+  catq::cli::AddQuantizeCommand(app, run);
+
+  CLI11_PARSE(app, argc, argv);
+  absl::Status status = run();
+  if (!status.ok()) {
+    std::cerr << "catq: " << status.message() << " (" << absl::StatusCodeToString(status.code())
+              << ")\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,113 @@
+// `catq quantize --model DIR --out DIR [recipe flags] [--json]`: quantizes a
+// model and prints a per-layer summary. Without --server it runs in this
+// process (streaming, one linear in memory at a time).
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "client/command.h"
+#include "client/progress.h"
+#include "client/recipe_flags.h"
+#include "core/io/env.h"
+#include "core/output/in_process_quantizer.h"
+#include "core/util/status_macros.h"
+
+namespace catq::cli {
+namespace {
+
+struct QuantizeFlags {
+  std::string server;
+  std::string model;
+  std::string out;
+  std::string calib_text;
+  RecipeFlags recipe;
+  uint64_t max_shard_bytes = uint64_t{2} << 30;
+  bool replace = false;
+  bool json = false;
+  bool quiet = false;
+};
+
+// Mean weight SQNR per layer and site, the figure a user scans first.
+void PrintSummary(const QuantizationReport& report, const std::string& out) {
+  std::map<int64_t, std::map<std::string, std::pair<double, int>>> by_layer;
+  for (const LinearReport& linear : report.linears) {
+    auto& [sum, count] = by_layer[linear.layer][linear.site];
+    sum += linear.weight_sqnr_db;
+    ++count;
+  }
+  std::cout << absl::StrFormat("%-6s %10s %10s %10s %10s   (weight SQNR, dB)\n", "layer", "attn_in",
+                               "attn_out", "mlp_in", "mlp_out");
+  for (const auto& [layer, sites] : by_layer) {
+    std::cout << absl::StrFormat("%-6d", layer);
+    for (const char* site : {"attn_in", "attn_out", "mlp_in", "mlp_out"}) {
+      auto it = sites.find(site);
+      const double mean = it == sites.end() ? NAN : it->second.first / it->second.second;
+      std::cout << absl::StrFormat(" %10.2f", mean);
+    }
+    std::cout << "\n";
+  }
+  const nlohmann::json totals = QuantizationReportToJson(report)["totals"];
+  std::cout << absl::StrFormat(
+      "%d linears quantized (%s), %d -> %d bytes (%.2fx), weight SQNR mean %.2f dB, min %.2f "
+      "dB, max error %.3f steps, %.2f s\n",
+      report.linears.size(), MethodName(report.recipe.method), report.input_bytes,
+      report.output_bytes, totals["compression_ratio"].get<double>(),
+      totals["weight_sqnr_db_mean"].get<double>(), totals["weight_sqnr_db_min"].get<double>(),
+      totals["max_error_steps"].get<double>(), report.total_seconds);
+  std::cout << "output: " << out << " (config.json, catq_report.json, " << report.shard_files.size()
+            << " shard(s))\n";
+}
+
+absl::Status RunQuantize(const QuantizeFlags& flags) {
+  if (!flags.server.empty()) {
+    return absl::UnimplementedError(
+        "--server: the gRPC service is not built yet; omit --server to quantize in this process");
+  }
+  if (!flags.calib_text.empty()) {
+    return absl::UnimplementedError(
+        "--calib-text: calibration needs the forward pass; the rtn recipe needs none");
+  }
+  CATQ_ASSIGN_OR_RETURN(Recipe recipe, flags.recipe.ToRecipe());
+  ProgressPrinter progress("quantize", flags.quiet || flags.json);
+  InProcessOptions options;
+  options.max_shard_bytes = flags.max_shard_bytes;
+  options.replace = flags.replace;
+  options.on_linear = [&progress](const LinearReport& linear, int64_t done, int64_t total) {
+    progress.Update(done, total,
+                    absl::StrFormat("%s  SQNR %.2f dB", linear.module, linear.weight_sqnr_db));
+  };
+  absl::StatusOr<QuantizationReport> report =
+      QuantizeModelInProcess(Env::Default(), flags.model, flags.out, recipe, options);
+  progress.Finish();
+  CATQ_RETURN_IF_ERROR(report.status());
+  if (flags.json) {
+    std::cout << QuantizationReportToJson(*report).dump(2) << "\n";
+  } else {
+    PrintSummary(*report, flags.out);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
+  auto flags = std::make_shared<QuantizeFlags>();
+  CLI::App* sub = app.add_subcommand("quantize", "Quantize a model directory to int4");
+  sub->add_option("--server", flags->server, "HOST:PORT of a catq server (default: in process)");
+  sub->add_option("--model", flags->model, "Hugging Face Llama directory")->required();
+  sub->add_option("--out", flags->out, "Output directory (must not exist unless --replace)")
+      ->required();
+  sub->add_option("--calib-text", flags->calib_text, "Calibration text file");
+  AddRecipeFlags(*sub, flags->recipe);
+  sub->add_option("--max-shard-bytes", flags->max_shard_bytes, "Largest output shard")
+      ->capture_default_str();
+  sub->add_flag("--replace", flags->replace, "Replace an existing output directory");
+  sub->add_flag("--json", flags->json, "Print the report as JSON");
+  sub->add_flag("--quiet", flags->quiet, "No progress output");
+  sub->callback([flags, &run] { run = [flags] { return RunQuantize(*flags); }; });
+}
+
+}  // namespace catq::cli

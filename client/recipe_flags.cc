@@ -1,0 +1,51 @@
+#include "client/recipe_flags.h"
+
+#include "core/util/status_macros.h"
+
+namespace catq::cli {
+
+void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
+  command.add_option("--recipe", flags.method, "rtn, smoothquant, hadamard or cat")
+      ->capture_default_str();
+  command.add_option("--block-size", flags.block_size, "Block size k of block CAT")
+      ->capture_default_str();
+  command.add_option("--damping", flags.damping, "Relative damping of the solve")
+      ->capture_default_str();
+  command.add_flag("--no-cat-hadamard", flags.no_cat_hadamard,
+                   "Block CAT without the Hadamard mixing on top");
+  command.add_option("--smoothquant-alpha", flags.smoothquant_alpha, "SmoothQuant alpha")
+      ->capture_default_str();
+  command.add_option("--w-bits", flags.w_bits, "Weight bits")->capture_default_str();
+  command.add_option("--w-group", flags.w_group, "Weight group size along the input; -1 per row")
+      ->capture_default_str();
+  command.add_flag("--w-asym", flags.w_asymmetric, "Asymmetric weight grid with zero points");
+  command.add_option("--weight-quantizer", flags.weight_quantizer, "rtn or gptq")
+      ->capture_default_str();
+  command.add_option("--a-bits", flags.a_bits, "Activation bits per token; 16 keeps them float")
+      ->capture_default_str();
+  command.add_flag("--a-sym", flags.a_symmetric, "Symmetric activation grid");
+  command.add_flag("--no-fold-norms", flags.no_fold_norm_gains,
+                   "Keep RMSNorm gains instead of folding them into the weights");
+  command.add_option("--scale-dtype", flags.scale_dtype, "F16, BF16 or F32")->capture_default_str();
+}
+
+absl::StatusOr<Recipe> RecipeFlags::ToRecipe() const {
+  Recipe recipe;
+  CATQ_ASSIGN_OR_RETURN(recipe.method, ParseMethod(method));
+  recipe.block_size = block_size;
+  recipe.damping = damping;
+  recipe.cat_hadamard = !no_cat_hadamard;
+  recipe.smoothquant_alpha = smoothquant_alpha;
+  recipe.weights.bits = w_bits;
+  recipe.weights.group_size = w_group;
+  recipe.weights.symmetric = !w_asymmetric;
+  CATQ_ASSIGN_OR_RETURN(recipe.weight_quantizer, ParseWeightQuantizer(weight_quantizer));
+  recipe.activation_bits = a_bits;
+  recipe.activation_symmetric = a_symmetric;
+  recipe.fold_norm_gains = !no_fold_norm_gains;
+  CATQ_ASSIGN_OR_RETURN(recipe.scale_dtype, ParseDType(scale_dtype));
+  CATQ_RETURN_IF_ERROR(recipe.Validate());
+  return recipe;
+}
+
+}  // namespace catq::cli

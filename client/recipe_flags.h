@@ -1,0 +1,45 @@
+// File: client/recipe_flags.h
+//
+// The recipe flags shared by every command that starts a quantization
+// (`quantize`, later `submit`): they are declared once here so the names and
+// defaults cannot drift between commands.
+//
+//   auto recipe_flags = std::make_shared<RecipeFlags>();
+//   AddRecipeFlags(*sub, *recipe_flags);
+//   ...
+//   CATQ_ASSIGN_OR_RETURN(Recipe recipe, recipe_flags->ToRecipe());
+#ifndef CATQ_CLIENT_RECIPE_FLAGS_H_
+#define CATQ_CLIENT_RECIPE_FLAGS_H_
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/cat/recipe.h"
+
+namespace catq::cli {
+
+struct RecipeFlags {
+  std::string method = "rtn";
+  int block_size = 128;
+  double damping = 1e-2;
+  bool no_cat_hadamard = false;
+  double smoothquant_alpha = 0.5;
+  int w_bits = 4;
+  int w_group = -1;
+  bool w_asymmetric = false;
+  std::string weight_quantizer = "rtn";
+  int a_bits = 16;
+  bool a_symmetric = false;
+  bool no_fold_norm_gains = false;
+  std::string scale_dtype = "F16";
+
+  // The validated recipe; InvalidArgument names the flag's field.
+  absl::StatusOr<Recipe> ToRecipe() const;
+};
+
+void AddRecipeFlags(CLI::App& command, RecipeFlags& flags);
+
+}  // namespace catq::cli
+
+#endif  // CATQ_CLIENT_RECIPE_FLAGS_H_

@@ -1,0 +1,127 @@
+// Runs the real `catq` binary as a user would and checks what it prints.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/io/env.h"
+#include "nlohmann/json.hpp"
+#include "tests/util/status_matchers.h"
+#include "tests/util/test_env.h"
+
+namespace catq {
+namespace {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+CommandResult RunCatq(const std::string& args) {
+  const std::string command = absl::StrCat(CATQ_BINARY, " ", args, " 2>&1");
+  CommandResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+nlohmann::json ParseJsonOutput(const CommandResult& result) {
+  nlohmann::json json = nlohmann::json::parse(result.output, nullptr, /*allow_exceptions=*/false);
+  EXPECT_FALSE(json.is_discarded()) << result.output;
+  return json;
+}
+
+// The check: import stories260K, then `inspect --json` lists its 35
+// linear weights with the shapes of a 5-layer, d=64, 8/4-head, 172-wide model.
+TEST(CatqCli, ImportedStories260KListsThirtyFiveLinears) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const CommandResult import = RunCatq(absl::StrCat(
+      "import-llama2c --model ", testing::SharedPath("models/stories260K/stories260K.bin"),
+      " --tokenizer ", testing::SharedPath("models/stories260K/tok512.bin"), " --out ",
+      dir.Join("hf")));
+  ASSERT_EQ(import.exit_code, 0) << import.output;
+  EXPECT_NE(import.output.find("5 layers, hidden 64"), std::string::npos) << import.output;
+
+  const CommandResult inspect = RunCatq(absl::StrCat("inspect --json ", dir.Join("hf")));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  const nlohmann::json json = ParseJsonOutput(inspect);
+  const nlohmann::json& linears = json["linear_weights"];
+  ASSERT_EQ(linears.size(), 35u);
+  const std::map<std::string, std::vector<int64_t>> shapes = {
+      {"self_attn.q_proj", {64, 64}}, {"self_attn.k_proj", {32, 64}},
+      {"self_attn.v_proj", {32, 64}}, {"self_attn.o_proj", {64, 64}},
+      {"mlp.gate_proj", {172, 64}},   {"mlp.up_proj", {172, 64}},
+      {"mlp.down_proj", {64, 172}}};
+  int matched = 0;
+  for (const nlohmann::json& linear : linears) {
+    const std::string name = linear["name"];
+    for (const auto& [suffix, shape] : shapes) {
+      if (name.ends_with(suffix + ".weight")) {
+        EXPECT_EQ(linear["shape"].get<std::vector<int64_t>>(), shape) << name;
+        ++matched;
+      }
+    }
+  }
+  EXPECT_EQ(matched, 35);
+  EXPECT_EQ(json["config"]["num_hidden_layers"], 5);
+}
+
+TEST(CatqCli, QuantizeThenInspectDecodesPackedLinears) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunCatq(absl::StrCat("synth --preset tiny --out ", dir.Join("m"))).exit_code, 0);
+  const CommandResult quantize = RunCatq(absl::StrCat("quantize --json --model ", dir.Join("m"),
+                                                      " --out ", dir.Join("q"), " --w-group 32"));
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.output;
+  const nlohmann::json report = ParseJsonOutput(quantize);
+  EXPECT_EQ(report["totals"]["linears"], 14);
+  EXPECT_EQ(report["recipe"]["w_group_size"], 32);
+
+  const CommandResult inspect = RunCatq(absl::StrCat("inspect --json ", dir.Join("q")));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  const nlohmann::json json = ParseJsonOutput(inspect);
+  ASSERT_EQ(json["packed_linears"].size(), 14u);
+  for (const nlohmann::json& linear : json["packed_linears"]) {
+    EXPECT_EQ(linear["group_size"], 32) << linear["name"];
+    if (linear["name"] == "model.layers.0.mlp.down_proj") {
+      EXPECT_EQ(linear["shape"], nlohmann::json({64, 172}));
+      EXPECT_EQ(linear["groups"], 6);  // 5 groups of 32 and one of 12
+    }
+  }
+  const CommandResult text_report =
+      RunCatq(absl::StrCat("inspect ", dir.Join("q/catq_report.json")));
+  ASSERT_EQ(text_report.exit_code, 0) << text_report.output;
+  EXPECT_NE(text_report.output.find("model.layers.1.mlp.down_proj"), std::string::npos);
+}
+
+TEST(CatqCli, BadInputExitsNonZeroNamingTheProblem) {
+  testing::TempDir dir;
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("bad.safetensors"), "\x05\x00"));
+  CommandResult inspect = RunCatq(absl::StrCat("inspect ", dir.Join("bad.safetensors")));
+  EXPECT_EQ(inspect.exit_code, 1);
+  EXPECT_NE(inspect.output.find("bad.safetensors"), std::string::npos) << inspect.output;
+
+  ASSERT_EQ(RunCatq(absl::StrCat("synth --preset tiny --out ", dir.Join("m"))).exit_code, 0);
+  CommandResult bits = RunCatq(
+      absl::StrCat("quantize --model ", dir.Join("m"), " --out ", dir.Join("q"), " --w-bits 9"));
+  EXPECT_EQ(bits.exit_code, 1);
+  EXPECT_NE(bits.output.find("weights.bits"), std::string::npos) << bits.output;
+  EXPECT_FALSE(Env::Default()->FileExists(dir.Join("q")));
+
+  CommandResult missing =
+      RunCatq(absl::StrCat("quantize --model ", dir.Join("absent"), " --out ", dir.Join("q")));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("absent"), std::string::npos) << missing.output;
+}
+
+}  // namespace
+}  // namespace catq
