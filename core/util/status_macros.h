@@ -11,11 +11,11 @@
 #ifndef CATQ_CORE_UTIL_STATUS_MACROS_H_
 #define CATQ_CORE_UTIL_STATUS_MACROS_H_
 
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace catq {
 
@@ -31,10 +31,10 @@ absl::Status Prefix(absl::string_view context, const absl::Status& status);
 #define CATQ_STATUS_CONCAT_(a, b) CATQ_STATUS_CONCAT_INNER_(a, b)
 
 // CATQ_RETURN_IF_ERROR(expr): returns the status of `expr` when it is not OK.
-#define CATQ_RETURN_IF_ERROR(expr)                                          \
-  do {                                                                      \
-    ::absl::Status catq_status_ = (expr);                                   \
-    if (!catq_status_.ok()) return catq_status_;                            \
+#define CATQ_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status catq_status_ = (expr);        \
+    if (!catq_status_.ok()) return catq_status_; \
   } while (false)
 
 // CATQ_ASSIGN_OR_RETURN(lhs, expr): evaluates the StatusOr `expr`; returns its
@@ -42,8 +42,8 @@ absl::Status Prefix(absl::string_view context, const absl::Status& status);
 #define CATQ_ASSIGN_OR_RETURN(lhs, expr) \
   CATQ_ASSIGN_OR_RETURN_IMPL_(CATQ_STATUS_CONCAT_(catq_statusor_, __LINE__), lhs, expr)
 
-#define CATQ_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                \
+#define CATQ_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

@@ -42,7 +42,8 @@ class FailingAppendEnv : public EnvWrapper {
       absl::Status Sync() override { return absl::OkStatus(); }
       absl::Status Close() override { return absl::OkStatus(); }
     };
-    auto real = target()->NewWritableFile(path);  // Creates the temp file, as a real full disk would.
+    auto real =
+        target()->NewWritableFile(path);  // Creates the temp file, as a real full disk would.
     if (!real.ok()) return real.status();
     return std::unique_ptr<WritableFile>(new Full());
   }

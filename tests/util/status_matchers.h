@@ -22,23 +22,23 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
 }  // namespace catq::testing
 
 // Each evaluates `expr` once.
-#define EXPECT_OK(expr)                                                  \
-  do {                                                                   \
-    const ::absl::Status catq_s_ = ::catq::testing::GetStatus(expr);     \
-    EXPECT_TRUE(catq_s_.ok()) << #expr << ": " << catq_s_;               \
+#define EXPECT_OK(expr)                                              \
+  do {                                                               \
+    const ::absl::Status catq_s_ = ::catq::testing::GetStatus(expr); \
+    EXPECT_TRUE(catq_s_.ok()) << #expr << ": " << catq_s_;           \
   } while (false)
-#define ASSERT_OK(expr)                                                  \
-  do {                                                                   \
-    const ::absl::Status catq_s_ = ::catq::testing::GetStatus(expr);     \
-    ASSERT_TRUE(catq_s_.ok()) << #expr << ": " << catq_s_;               \
+#define ASSERT_OK(expr)                                              \
+  do {                                                               \
+    const ::absl::Status catq_s_ = ::catq::testing::GetStatus(expr); \
+    ASSERT_TRUE(catq_s_.ok()) << #expr << ": " << catq_s_;           \
   } while (false)
 
 // EXPECT_STATUS(expr, code, fragment): `expr` failed with `code` and its
 // message contains `fragment`.
-#define EXPECT_STATUS(expr, expected_code, fragment)                            \
-  do {                                                                          \
-    const ::absl::Status catq_s_ = ::catq::testing::GetStatus(expr);            \
-    EXPECT_EQ(catq_s_.code(), (expected_code)) << catq_s_;                      \
+#define EXPECT_STATUS(expr, expected_code, fragment)                             \
+  do {                                                                           \
+    const ::absl::Status catq_s_ = ::catq::testing::GetStatus(expr);             \
+    EXPECT_EQ(catq_s_.code(), (expected_code)) << catq_s_;                       \
     EXPECT_THAT(std::string(catq_s_.message()), ::testing::HasSubstr(fragment)); \
   } while (false)
 

@@ -9,9 +9,9 @@ namespace catq::testing {
 
 std::string SharedDir() {
   const char* from_env = std::getenv("CATQ_SHARED_DIR");
-  std::filesystem::path dir =
-      from_env != nullptr ? std::filesystem::path(from_env)
-                          : std::filesystem::path(CATQ_SOURCE_DIR).parent_path() / "shared";
+  std::filesystem::path dir = from_env != nullptr
+                                  ? std::filesystem::path(from_env)
+                                  : std::filesystem::path(CATQ_SOURCE_DIR).parent_path() / "shared";
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) return "";
   return std::filesystem::weakly_canonical(dir, ec).string();

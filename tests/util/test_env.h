@@ -44,11 +44,11 @@ class TempDir {
 
 }  // namespace catq::testing
 
-#define CATQ_REQUIRE_SHARED()                                                   \
-  do {                                                                          \
-    if (::catq::testing::SharedDir().empty()) {                                 \
+#define CATQ_REQUIRE_SHARED()                                                     \
+  do {                                                                            \
+    if (::catq::testing::SharedDir().empty()) {                                   \
       GTEST_SKIP() << "../shared is absent (set CATQ_SHARED_DIR to point at it)"; \
-    }                                                                           \
+    }                                                                             \
   } while (false)
 
 #endif  // CATQ_TESTS_UTIL_TEST_ENV_H_
