@@ -5,9 +5,20 @@ set(CATQ_WARNINGS -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter)
 set(CATQ_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer
                          -fno-sanitize-recover=undefined)
 
+# CATQ_BUILD_FUZZERS: every target gets libFuzzer's coverage instrumentation
+# plus ASan and UBSan; only the fuzzers (tests/fuzz) link the libFuzzer driver.
+if(CATQ_BUILD_FUZZERS AND NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  message(FATAL_ERROR "CATQ_BUILD_FUZZERS needs clang: CC=clang CXX=clang++ cmake ...")
+endif()
+set(CATQ_FUZZ_FLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                    -fno-sanitize-recover=undefined)
+
 function(catq_apply_flags target)
   target_compile_options(${target} PRIVATE ${CATQ_WARNINGS})
-  if(CATQ_SANITIZE)
+  if(CATQ_BUILD_FUZZERS)
+    target_compile_options(${target} PRIVATE ${CATQ_FUZZ_FLAGS})
+    target_link_options(${target} PRIVATE ${CATQ_SANITIZER_FLAGS})
+  elseif(CATQ_SANITIZE)
     target_compile_options(${target} PRIVATE ${CATQ_SANITIZER_FLAGS})
     target_link_options(${target} PRIVATE ${CATQ_SANITIZER_FLAGS})
   endif()

@@ -112,6 +112,13 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(absl::string_view heade
     return absl::InvalidArgumentError(
         absl::StrCat("header is not valid UTF-8 at header byte ", bad_byte));
   }
+  // JSON text never holds a raw NUL (strings must escape it), but nlohmann
+  // takes one between tokens for the end of the input: "{...}\0<anything>"
+  // would parse as "{...}" and silently drop the rest.
+  const size_t nul = header_json.find('\0');
+  if (nul != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("header has a NUL byte at header byte ", nul));
+  }
   tensor_internal::HeaderSaxHandler handler;
   bool parsed = false;
   try {
@@ -162,8 +169,9 @@ absl::StatusOr<std::string> SerializeSafetensorsHeader(const SafetensorsHeader& 
     if (invalid_utf8(tensor.name)) {
       return absl::InvalidArgumentError(absl::StrCat(Context(tensor), ": name is not valid UTF-8"));
     }
-    // operator[] would silently merge a duplicate or clobber the metadata.
-    if (root.contains(tensor.name)) {
+    // operator[] would silently merge a duplicate or clobber the metadata, and
+    // a tensor called "__metadata__" would read back as metadata.
+    if (tensor.name == "__metadata__" || root.contains(tensor.name)) {
       return absl::InvalidArgumentError(
           absl::StrCat(Context(tensor), ": name is a duplicate or reserved"));
     }

@@ -71,7 +71,7 @@ inline constexpr size_t kMaxSafetensorsRank = 64;
 // Pure (no I/O) and safe on any input: every failure is InvalidArgument whose
 // message names the tensor and field, e.g.
 //   tensor "w": shape [4096, 11008] of F16 needs 90177536 bytes, data_offsets span 90177530
-// Checked: strict UTF-8; one JSON object; no duplicate keys anywhere; each
+// Checked: strict UTF-8 with no raw NUL byte; one JSON object; no duplicate keys anywhere; each
 // tensor entry has exactly dtype (known), shape (at most 64 non-negative
 // integers whose product fits in int64) and data_offsets (two non-negative
 // integers, begin <= end <= data_size, span == element count * dtype size);
@@ -86,7 +86,7 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(absl::string_view heade
 // tensors in the given order), padded with spaces to a multiple of 8 bytes so
 // that the data buffer starts 8-aligned. Does not check offsets (the writer
 // computes them); InvalidArgument when a name or metadata string is not
-// valid UTF-8.
+// valid UTF-8, or a tensor name is a duplicate or "__metadata__".
 absl::StatusOr<std::string> SerializeSafetensorsHeader(const SafetensorsHeader& header);
 
 }  // namespace catq

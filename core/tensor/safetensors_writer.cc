@@ -107,9 +107,14 @@ absl::Status SafetensorsWriter::Append(absl::string_view bytes) {
   }
   const uint64_t room = data_size_ - written_;
   if (bytes.size() > room) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        path_, ": Append of ", bytes.size(), " bytes exceeds the declared data by ",
-        bytes.size() - room, " bytes (", data_size_, " declared, ", written_, " written)")));
+    // The excess runs past the last tensor, which the message names.
+    const std::string past =
+        tensors_.empty() ? std::string(" of a file with no tensors")
+                         : absl::StrCat(", past the end of tensor ", Quote(tensors_.back().name));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(path_, ": Append of ", bytes.size(), " bytes exceeds the declared data by ",
+                     bytes.size() - room, " bytes", past, " (", data_size_, " declared, ", written_,
+                     " written)")));
   }
   absl::Status status = Write(bytes);
   if (!status.ok()) return Fail(status);

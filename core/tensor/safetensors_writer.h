@@ -75,8 +75,8 @@ class SafetensorsWriter {
   // SafetensorsWriter::Append()
   //
   // The next `bytes` of tensor data, in declaration order, across tensor
-  // boundaries. InvalidArgument (and the writer fails) when the data would
-  // exceed the declared total; I/O errors come from Env.
+  // boundaries. InvalidArgument naming the last tensor (and the writer fails)
+  // when the data would exceed the declared total; I/O errors come from Env.
   absl::Status Append(absl::string_view bytes);
 
   // SafetensorsWriter::Finish()

@@ -98,6 +98,12 @@ absl::StatusOr<json> ParseStrictJson(absl::string_view text) {
   if (bad_byte != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat("not valid UTF-8 at byte ", bad_byte));
   }
+  // nlohmann takes a NUL between tokens for the end of the input, which would
+  // silently drop whatever follows; valid JSON never holds a raw NUL.
+  const size_t nul = text.find('\0');
+  if (nul != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("not valid JSON: NUL byte at byte ", nul));
+  }
   StrictDomBuilder builder;
   bool parsed = false;
   try {

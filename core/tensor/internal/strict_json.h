@@ -24,7 +24,8 @@ inline constexpr int kMaxJsonDepth = 32;
 // ParseStrictJson
 //
 // Parses `text` as one JSON value. InvalidArgument when it is not valid
-// UTF-8 (naming the byte), not valid JSON (line and column), nested deeper
+// UTF-8 (naming the byte), holds a raw NUL byte (which nlohmann would take
+// for the end of the input), not valid JSON (line and column), nested deeper
 // than kMaxJsonDepth, or when an object repeats a key (naming the key).
 absl::StatusOr<nlohmann::json> ParseStrictJson(absl::string_view text);
 
