@@ -1,0 +1,244 @@
+// Accumulation and accessors of SiteStatistics; the file format is in
+// site_statistics_io.cc.
+#include "core/cat/site_statistics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/math/blas.h"
+
+namespace catq {
+namespace {
+
+// The default chunk: about 16 MB of doubles, at least 256 rows. SYRK reads
+// and writes its output triangle once per call, so a chunk must be tall
+// enough (K rows) for the flops to outweigh that traffic; from 256 rows on,
+// the kernel runs at its full speed (bench/statistics_bench.cc). Whole rows
+// are converted even in block mode: reading the batch sequentially is faster
+// than gathering one block's columns at a time.
+constexpr int64_t kChunkElements = int64_t{1} << 21;
+constexpr int64_t kMinDefaultChunkRows = 256;
+constexpr int64_t kMaxDefaultChunkRows = 4096;
+
+int64_t DefaultChunkRows(int64_t dim) {
+  return std::clamp(kChunkElements / dim, kMinDefaultChunkRows, kMaxDefaultChunkRows);
+}
+
+// What one token contributes besides x x^T (its squared norm is already on
+// the diagonal of x x^T, so it is not summed here).
+struct TokenScan {
+  float hi = 0.0f;  // max(x, 0)
+  float lo = 0.0f;  // min(x, 0)
+  bool finite = true;
+};
+
+// Scans one token with three vectorized float reductions, which beat one fused
+// scalar loop at the baseline ISA. x * 0 is NaN exactly for a NaN or infinite
+// x, so the sum of x * 0 is the finiteness test; max and min count only when
+// it passes.
+TokenScan ScanToken(const float* v, int64_t n) {
+  const Eigen::Map<const Eigen::ArrayXf> x(v, n);
+  TokenScan scan;
+  scan.finite = std::isfinite((x * 0.0f).sum());
+  scan.hi = std::max(x.maxCoeff(), 0.0f);
+  scan.lo = std::min(x.minCoeff(), 0.0f);
+  return scan;
+}
+
+// Widens n floats to doubles. Written in groups of four because g++ at -O2
+// vectorizes straight-line code but not this loop: the groups become packed
+// conversions, twice as fast as a scalar loop or Eigen's cast here.
+void Widen(const float* src, double* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    dst[j] = src[j];
+    dst[j + 1] = src[j + 1];
+    dst[j + 2] = src[j + 2];
+    dst[j + 3] = src[j + 3];
+  }
+  for (; j < n; ++j) dst[j] = src[j];
+}
+
+absl::Status NonFiniteError(const float* row, int64_t t, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    if (!std::isfinite(row[j])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch row ", t, ", column ", j, " is ",
+                       std::isnan(row[j]) ? "NaN" : (row[j] > 0 ? "+inf" : "-inf"),
+                       "; nothing of the batch was added"));
+    }
+  }
+  return absl::InternalError(absl::StrCat("batch row ", t, ": no non-finite value found"));
+}
+
+}  // namespace
+
+SiteStatistics::SiteStatistics(int64_t dim, int64_t block_size, int64_t chunk_rows)
+    : dim_(dim), block_size_(block_size), chunk_rows_(chunk_rows) {
+  const int64_t blocks = (dim + block_size - 1) / block_size;
+  upper_.reserve(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t size = std::min(block_size, dim - b * block_size);
+    upper_.push_back(RowMatrixXd::Zero(size, size));
+  }
+}
+
+absl::StatusOr<SiteStatistics> SiteStatistics::Create(int64_t dim,
+                                                      const SiteStatisticsOptions& options) {
+  if (dim < 1 || dim > kMaxDim) {
+    return absl::InvalidArgumentError(absl::StrCat("dim must be in [1, ", kMaxDim, "], got ", dim));
+  }
+  if (options.block_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_size must be >= 0 (0: full matrix), got ", options.block_size));
+  }
+  if (options.chunk_rows < 0 || options.chunk_rows > kMaxChunkRows) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk_rows must be in [0, ", kMaxChunkRows,
+                                                   "] (0: automatic), got ", options.chunk_rows));
+  }
+  const bool full = options.block_size == 0 || options.block_size >= dim;
+  if (full && dim > kMaxFullDim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dim ", dim, " exceeds ", kMaxFullDim, ", the largest kept as a full matrix (",
+                     "block_size ", options.block_size, "); use a block size below dim"));
+  }
+  return SiteStatistics(dim, full ? dim : options.block_size,
+                        options.chunk_rows > 0 ? options.chunk_rows : DefaultChunkRows(dim));
+}
+
+absl::Status SiteStatistics::Accumulate(const Eigen::Ref<const RowMatrixXf>& x) {
+  if (x.cols() != dim_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch has ", x.cols(), " columns, expected ", dim_, " (the site dimension)"));
+  }
+  const int64_t rows = x.rows();
+  if (rows == 0) return absl::OkStatus();
+  if (rows > std::numeric_limits<int64_t>::max() - tokens_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("token count ", tokens_, " + ", rows, " overflows int64"));
+  }
+
+  // Pass 1 checks the whole batch and sums what concentration needs, before
+  // anything is added, so that an error leaves the statistics as they were.
+  double asymmetric = 0.0;
+  double symmetric = 0.0;
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* row = x.data() + t * x.outerStride();
+    const TokenScan scan = ScanToken(row, dim_);
+    if (!scan.finite) return NonFiniteError(row, t, dim_);
+    const double hi = scan.hi;
+    const double lo = scan.lo;
+    const double asymmetric_range = hi - lo;
+    const double symmetric_range = 2.0 * std::max(hi, -lo);
+    asymmetric += asymmetric_range * asymmetric_range;
+    symmetric += symmetric_range * symmetric_range;
+  }
+
+  // Pass 2: float64 copies of chunk_rows_ tokens at a time, each added with
+  // one SYRK per block on its column slice (lda = dim: no gather needed).
+  const int64_t chunk = std::min(chunk_rows_, rows);
+  if (scratch_.data.size() < static_cast<size_t>(chunk * dim_)) {
+    scratch_.data.resize(static_cast<size_t>(chunk * dim_));
+  }
+  double* a = scratch_.data.data();
+  const int lda = static_cast<int>(dim_);
+  for (int64_t t0 = 0; t0 < rows; t0 += chunk) {
+    const int64_t n = std::min(chunk, rows - t0);
+    for (int64_t t = 0; t < n; ++t) {
+      Widen(x.data() + (t0 + t) * x.outerStride(), a + t * dim_, dim_);
+    }
+    for (size_t b = 0; b < upper_.size(); ++b) {
+      const int64_t begin = static_cast<int64_t>(b) * block_size_;
+      const int k = static_cast<int>(upper_[b].rows());
+      // Row-major C += A^T A for the n x k slice A: upper triangle only.
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, k, static_cast<int>(n), 1.0, a + begin,
+                  lda, 1.0, upper_[b].data(), k);
+    }
+  }
+
+  tokens_ += rows;
+  range_sq_sum_[static_cast<size_t>(ActivationRange::kAsymmetric)] += asymmetric;
+  range_sq_sum_[static_cast<size_t>(ActivationRange::kSymmetric)] += symmetric;
+  return absl::OkStatus();
+}
+
+absl::Status SiteStatistics::Merge(const SiteStatistics& other) {
+  if (other.dim_ != dim_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot merge statistics: dim ", other.dim_, " into dim ", dim_));
+  }
+  if (other.block_size_ != block_size_) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot merge statistics: block_size ",
+                                                   other.block_size_, " into block_size ",
+                                                   block_size_, " (dim ", dim_, ")"));
+  }
+  if (other.tokens_ > std::numeric_limits<int64_t>::max() - tokens_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("token count ", tokens_, " + ", other.tokens_, " overflows int64"));
+  }
+  // Whole matrices: the lower triangles are never read, and one flat add is
+  // simpler and as fast as a triangular one.
+  for (size_t b = 0; b < upper_.size(); ++b) upper_[b] += other.upper_[b];
+  tokens_ += other.tokens_;
+  for (size_t i = 0; i < range_sq_sum_.size(); ++i) range_sq_sum_[i] += other.range_sq_sum_[i];
+  return absl::OkStatus();
+}
+
+double SiteStatistics::norm_sq_sum() const {
+  double trace = 0.0;
+  for (const RowMatrixXd& block : upper_) trace += block.trace();
+  return trace;
+}
+
+ChannelRange SiteStatistics::BlockRange(int64_t b) const {
+  return ChannelRange{b * block_size_, upper_[static_cast<size_t>(b)].rows()};
+}
+
+absl::StatusOr<Eigen::MatrixXd> SiteStatistics::SumBlock(int64_t b) const {
+  if (b < 0 || b >= NumBlocks()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("block ", b, " out of range: the site has ", NumBlocks(), " blocks"));
+  }
+  Eigen::MatrixXd sum = upper_[static_cast<size_t>(b)].selfadjointView<Eigen::Upper>();
+  return sum;
+}
+
+absl::StatusOr<Eigen::MatrixXd> SiteStatistics::SecondMomentBlock(int64_t b) const {
+  if (tokens_ == 0) {
+    return absl::FailedPreconditionError("no tokens accumulated: the second moment is undefined");
+  }
+  absl::StatusOr<Eigen::MatrixXd> sum = SumBlock(b);
+  if (!sum.ok()) return sum.status();
+  *sum /= static_cast<double>(tokens_);
+  return sum;
+}
+
+absl::StatusOr<Eigen::MatrixXd> SiteStatistics::SumFull() const {
+  if (!is_full()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the statistics keep only the diagonal blocks (block_size ", block_size_,
+                     ", dim ", dim_, "), not the full matrix"));
+  }
+  return SumBlock(0);
+}
+
+absl::StatusOr<Eigen::MatrixXd> SiteStatistics::SecondMomentFull() const {
+  if (!is_full()) return SumFull().status();
+  return SecondMomentBlock(0);
+}
+
+absl::StatusOr<double> SiteStatistics::Concentration(ActivationRange range) const {
+  if (tokens_ == 0) {
+    return absl::FailedPreconditionError("no tokens accumulated: concentration is undefined");
+  }
+  const double range_sq = range_sq_sum(range);
+  if (range_sq == 0.0) {
+    return absl::FailedPreconditionError("every token is zero: concentration is undefined (0 / 0)");
+  }
+  return norm_sq_sum() / range_sq;
+}
+
+}  // namespace catq
