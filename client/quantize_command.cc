@@ -23,12 +23,50 @@ struct QuantizeFlags {
   std::string model;
   std::string out;
   std::string calib_text;
+  std::string calib_stats;
+  int64_t calib_max_docs = 0;
+  int64_t calib_max_tokens = 0;
+  int64_t calib_samples = 512;
+  int threads = 0;
   RecipeFlags recipe;
   uint64_t max_shard_bytes = uint64_t{2} << 30;
   bool replace = false;
   bool json = false;
   bool quiet = false;
 };
+
+// Per layer and site, the output SQNR measured on the calibration samples
+// after the transform and, in parentheses, without it (W x vs Q(W') Q(T x)).
+void PrintSqnrSummary(const QuantizationReport& report) {
+  if (report.sites.empty() || !report.sites[0].sqnr_after.has_value()) return;
+  std::map<int64_t, std::map<std::string, const SiteReport*>> by_layer;
+  for (const SiteReport& site : report.sites) by_layer[site.layer][site.site] = &site;
+  std::cout << absl::StrFormat("%-6s %16s %16s %16s %16s   (measured SQNR, dB: %s (none))\n",
+                               "layer", "attn_in", "attn_out", "mlp_in", "mlp_out",
+                               MethodName(report.recipe.method));
+  for (const auto& [layer, sites] : by_layer) {
+    std::cout << absl::StrFormat("%-6d", layer);
+    for (const char* name : {"attn_in", "attn_out", "mlp_in", "mlp_out"}) {
+      auto it = sites.find(name);
+      if (it == sites.end() || !it->second->sqnr_after.has_value()) {
+        std::cout << absl::StrFormat(" %16s", "-");
+        continue;
+      }
+      std::cout << absl::StrFormat(" %7.2f (%6.2f)", it->second->sqnr_after->measured_sqnr_db,
+                                   it->second->sqnr_before->measured_sqnr_db);
+    }
+    std::cout << "\n";
+  }
+  const nlohmann::json sqnr = QuantizationReportToJson(report)["totals"]["sqnr"];
+  if (sqnr.is_null()) return;
+  std::cout << absl::StrFormat(
+      "per-linear measured SQNR mean %.2f dB (none: %.2f dB), predicted %.2f dB; prediction "
+      "within 1 dB on %d of %d linears; calibration %d documents, %d tokens\n",
+      sqnr["measured_sqnr_db_mean"].get<double>(),
+      sqnr["measured_sqnr_db_mean_before"].get<double>(),
+      sqnr["predicted_sqnr_db_mean"].get<double>(), sqnr["linears_predicted_within_1db"].get<int>(),
+      sqnr["linears"].get<int>(), report.calibration.documents, report.calibration.tokens);
+}
 
 // Mean weight SQNR per layer and site, the figure a user scans first.
 void PrintSummary(const QuantizationReport& report, const std::string& out) {
@@ -57,6 +95,7 @@ void PrintSummary(const QuantizationReport& report, const std::string& out) {
       report.output_bytes, totals["compression_ratio"].get<double>(),
       totals["weight_sqnr_db_mean"].get<double>(), totals["weight_sqnr_db_min"].get<double>(),
       totals["max_error_steps"].get<double>(), report.total_seconds);
+  PrintSqnrSummary(report);
   std::cout << "output: " << out << " (config.json, catq_report.json, " << report.shard_files.size()
             << " shard(s))\n";
 }
@@ -66,15 +105,17 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
     return absl::UnimplementedError(
         "--server: the gRPC service is not built yet; omit --server to quantize in this process");
   }
-  if (!flags.calib_text.empty()) {
-    return absl::UnimplementedError(
-        "--calib-text: calibration needs the forward pass; the rtn recipe needs none");
-  }
   CATQ_ASSIGN_OR_RETURN(Recipe recipe, flags.recipe.ToRecipe());
   ProgressPrinter progress("quantize", flags.quiet || flags.json);
   InProcessOptions options;
   options.max_shard_bytes = flags.max_shard_bytes;
   options.replace = flags.replace;
+  options.calibration.text_path = flags.calib_text;
+  options.calibration.statistics_path = flags.calib_stats;
+  options.calibration.text.max_documents = flags.calib_max_docs;
+  options.calibration.text.max_tokens = flags.calib_max_tokens;
+  options.calibration.sample_tokens = flags.calib_samples;
+  options.calibration.threads = flags.threads;
   options.on_linear = [&progress](const LinearReport& linear, int64_t done, int64_t total) {
     progress.Update(done, total,
                     absl::StrFormat("%s  SQNR %.2f dB", linear.module, linear.weight_sqnr_db));
@@ -101,6 +142,19 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--out", flags->out, "Output directory (must not exist unless --replace)")
       ->required();
   sub->add_option("--calib-text", flags->calib_text, "Calibration text file");
+  sub->add_option("--calib-stats", flags->calib_stats,
+                  "Precomputed site statistics (safetensors; see `catq calibrate`)");
+  sub->add_option("--calib-max-docs", flags->calib_max_docs,
+                  "Calibrate on the first N documents (0: all)")
+      ->capture_default_str();
+  sub->add_option("--calib-max-tokens", flags->calib_max_tokens,
+                  "Calibration token budget (0: no limit)")
+      ->capture_default_str();
+  sub->add_option("--calib-samples", flags->calib_samples,
+                  "Activation tokens kept per site to measure SQNR (0: none)")
+      ->capture_default_str();
+  sub->add_option("--threads", flags->threads, "Forward pass threads (0: all cores)")
+      ->capture_default_str();
   AddRecipeFlags(*sub, flags->recipe);
   sub->add_option("--max-shard-bytes", flags->max_shard_bytes, "Largest output shard")
       ->capture_default_str();

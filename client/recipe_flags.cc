@@ -13,6 +13,16 @@ void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
       ->capture_default_str();
   command.add_flag("--no-cat-hadamard", flags.no_cat_hadamard,
                    "Block CAT without the Hadamard mixing on top");
+  command.add_option("--eigen-clip", flags.eigen_clip, "Relative eigenvalue floor of the solve")
+      ->capture_default_str();
+  command.add_flag("--normalize-weight-moments", flags.normalize_weight_moments,
+                   "Weight each W^T W of a shared site by 1 / ||W||_F^2");
+  command.add_option("--mixing-seed", flags.mixing_seed, "Seed of the random orthogonal Q_q")
+      ->capture_default_str();
+  command.add_option("--gptq-damping", flags.gptq_damping, "GPTQ Hessian damping")
+      ->capture_default_str();
+  command.add_flag("--gptq-act-order", flags.gptq_act_order,
+                   "GPTQ: columns by decreasing Hessian diagonal");
   command.add_option("--smoothquant-alpha", flags.smoothquant_alpha, "SmoothQuant alpha")
       ->capture_default_str();
   command.add_option("--w-bits", flags.w_bits, "Weight bits")->capture_default_str();
@@ -36,6 +46,11 @@ absl::StatusOr<Recipe> RecipeFlags::ToRecipe() const {
   recipe.damping = damping;
   recipe.cat_hadamard = !no_cat_hadamard;
   recipe.smoothquant_alpha = smoothquant_alpha;
+  recipe.eigen_clip = eigen_clip;
+  recipe.normalize_weight_moments = normalize_weight_moments;
+  recipe.mixing_seed = mixing_seed;
+  recipe.gptq_damping = gptq_damping;
+  recipe.gptq_act_order = gptq_act_order;
   recipe.weights.bits = w_bits;
   recipe.weights.group_size = w_group;
   recipe.weights.symmetric = !w_asymmetric;

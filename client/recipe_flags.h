@@ -24,6 +24,11 @@ struct RecipeFlags {
   int block_size = 128;
   double damping = 1e-2;
   bool no_cat_hadamard = false;
+  double eigen_clip = 1e-12;
+  bool normalize_weight_moments = false;
+  uint64_t mixing_seed = 0;
+  double gptq_damping = 0.01;
+  bool gptq_act_order = false;
   double smoothquant_alpha = 0.5;
   int w_bits = 4;
   int w_group = -1;

@@ -50,6 +50,14 @@ absl::Status Recipe::Validate() const {
   if (!(damping >= 0.0) || damping > 1e6) {
     return absl::InvalidArgumentError(absl::StrCat("damping: ", damping, " must be in [0, 1e6]"));
   }
+  if (!(eigen_clip >= 0.0 && eigen_clip < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eigen_clip: ", eigen_clip, " must be in [0, 1)"));
+  }
+  if (!(gptq_damping >= 0.0) || gptq_damping > 1e6) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gptq_damping: ", gptq_damping, " must be in [0, 1e6]"));
+  }
   if (!(smoothquant_alpha >= 0.0 && smoothquant_alpha <= 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("smoothquant_alpha: ", smoothquant_alpha, " must be in [0, 1]"));

@@ -14,6 +14,7 @@
 #ifndef CATQ_CORE_CAT_RECIPE_H_
 #define CATQ_CORE_CAT_RECIPE_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -50,12 +51,24 @@ struct Recipe {
   double damping = 1e-2;
   // Whether block CAT applies the Hadamard mixing on top. Default true.
   bool cat_hadamard = true;
+  // Relative eigenvalue floor of the block CAT solve, in [0, 1). Default 1e-12.
+  double eigen_clip = 1e-12;
+  // Weight each W_l^T W_l of a site read by several linears by 1 / ||W_l||_F^2
+  // (cat-method.md 3, choice), so that q_proj does not decide attn_in's
+  // transform alone. Default false.
+  bool normalize_weight_moments = false;
+  // Seed of the random orthogonal factor Q_q of the mixing matrix. Default 0.
+  uint64_t mixing_seed = 0;
   // SmoothQuant migration strength alpha in [0, 1]. Default 0.5.
   double smoothquant_alpha = 0.5;
   // Weight grid: bits, group size along the input, symmetric. Default W4,
   // symmetric, per output channel.
   WeightQuantOptions weights;
   WeightQuantizer weight_quantizer = WeightQuantizer::kRtn;
+  // GPTQ: Hessian damping relative to its mean diagonal (default 0.01) and
+  // processing columns by decreasing Hessian diagonal (default false).
+  double gptq_damping = 0.01;
+  bool gptq_act_order = false;
   // Activation bits, per token, at every quantized linear's input. 16 means
   // activations stay in floating point (weight-only). Default 16.
   int activation_bits = 16;

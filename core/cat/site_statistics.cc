@@ -77,7 +77,10 @@ absl::Status NonFiniteError(const float* row, int64_t t, int64_t n) {
 }  // namespace
 
 SiteStatistics::SiteStatistics(int64_t dim, int64_t block_size, int64_t chunk_rows)
-    : dim_(dim), block_size_(block_size), chunk_rows_(chunk_rows) {
+    : dim_(dim),
+      block_size_(block_size),
+      chunk_rows_(chunk_rows),
+      channel_absmax_(Eigen::VectorXd::Zero(dim)) {
   const int64_t blocks = (dim + block_size - 1) / block_size;
   upper_.reserve(static_cast<size_t>(blocks));
   for (int64_t b = 0; b < blocks; ++b) {
@@ -125,10 +128,12 @@ absl::Status SiteStatistics::Accumulate(const Eigen::Ref<const RowMatrixXf>& x) 
   // anything is added, so that an error leaves the statistics as they were.
   double asymmetric = 0.0;
   double symmetric = 0.0;
+  Eigen::ArrayXf absmax = Eigen::ArrayXf::Zero(dim_);
   for (int64_t t = 0; t < rows; ++t) {
     const float* row = x.data() + t * x.outerStride();
     const TokenScan scan = ScanToken(row, dim_);
     if (!scan.finite) return NonFiniteError(row, t, dim_);
+    absmax = absmax.max(Eigen::Map<const Eigen::ArrayXf>(row, dim_).abs());
     const double hi = scan.hi;
     const double lo = scan.lo;
     const double asymmetric_range = hi - lo;
@@ -160,6 +165,9 @@ absl::Status SiteStatistics::Accumulate(const Eigen::Ref<const RowMatrixXf>& x) 
   }
 
   tokens_ += rows;
+  if (has_channel_absmax()) {
+    channel_absmax_ = channel_absmax_.cwiseMax(absmax.matrix().cast<double>());
+  }
   range_sq_sum_[static_cast<size_t>(ActivationRange::kAsymmetric)] += asymmetric;
   range_sq_sum_[static_cast<size_t>(ActivationRange::kSymmetric)] += symmetric;
   return absl::OkStatus();
@@ -184,6 +192,12 @@ absl::Status SiteStatistics::Merge(const SiteStatistics& other) {
   for (size_t b = 0; b < upper_.size(); ++b) upper_[b] += other.upper_[b];
   tokens_ += other.tokens_;
   for (size_t i = 0; i < range_sq_sum_.size(); ++i) range_sq_sum_[i] += other.range_sq_sum_[i];
+  // A maximum is known only when both sides know theirs.
+  if (has_channel_absmax() && other.has_channel_absmax()) {
+    channel_absmax_ = channel_absmax_.cwiseMax(other.channel_absmax_);
+  } else {
+    channel_absmax_.resize(0);
+  }
   return absl::OkStatus();
 }
 

@@ -14,6 +14,8 @@
 //                         asymmetric activation grid (architecture.md section 4);
 //                         for a token of mixed signs it equals max x - min x
 //                     [1] symmetric:  r = 2 max|x|
+//   channel absmax  max_t |x_tj| per channel j (float64 [d]), what the
+//                   max-based SmoothQuant scales need
 //
 // so that Sx = E[x x^T] = sum / tokens and the concentration of cat-method.md,
 // C(x) = E||x||^2 / E[r(x)^2] = norm_sq_sum / range_sq_sum, need no second pass.
@@ -57,6 +59,9 @@
 //   K.range_sq_sum  F64  [2]           [asymmetric, symmetric] as above
 //   K.norm_sq_sum   F64  [1]           sum_t ||x_t||^2 (the trace of the Sx sum,
 //                                      for readers that want only C(x))
+//   K.absmax        F64  [d]           optional: max_t |x_tj| per channel; a file
+//                                      without it serves every method but
+//                                      SmoothQuant
 //
 // Matrices are row-major and stored whole (both triangles). The file is also
 // the user's "precomputed statistics" calibration input, so reading checks
@@ -71,7 +76,9 @@
 //   - consistency, to relative 1e-6: norm_sq_sum equals the trace of Sx (so a
 //     mean stored in place of a sum is caught), and the per-token bounds
 //     S / 4 <= A <= S and S / 4 <= norm_sq_sum <= d S / 4 hold for the sums
-//     A = range_sq_sum[0], S = range_sq_sum[1] (a swapped pair is caught).
+//     A = range_sq_sum[0], S = range_sq_sum[1] (a swapped pair is caught);
+//   - absmax, when present: absmax_j^2 <= Sx_jj <= tokens * absmax_j^2 (one
+//     token reaches the maximum, none exceeds it).
 #ifndef CATQ_CORE_CAT_SITE_STATISTICS_H_
 #define CATQ_CORE_CAT_SITE_STATISTICS_H_
 
@@ -199,6 +206,13 @@ class SiteStatistics {
     return range_sq_sum_[static_cast<size_t>(range)];
   }
 
+  // has_channel_absmax: false only for statistics read from a file without
+  // K.absmax; accumulated statistics always have it.
+  bool has_channel_absmax() const { return channel_absmax_.size() == dim_; }
+  // channel_absmax: max_t |x_tj| per channel (zeros before the first token).
+  // Empty when !has_channel_absmax().
+  const Eigen::VectorXd& channel_absmax() const { return channel_absmax_; }
+
   // SiteStatistics::Concentration()
   //
   // C(x) = E||x||^2 / E[r(x)^2] (cat-method.md section 1), unitless.
@@ -228,6 +242,7 @@ class SiteStatistics {
   // One matrix per block, upper triangle accumulated (see UpperSumBlock).
   std::vector<RowMatrixXd> upper_;
   std::array<double, 2> range_sq_sum_ = {0.0, 0.0};  // Indexed by ActivationRange.
+  Eigen::VectorXd channel_absmax_;                   // [dim_], or empty (see above)
   Scratch scratch_;  // chunk_rows_ x dim_ doubles, row-major, once used.
 };
 

@@ -32,6 +32,10 @@ struct Access {
     stats.tokens_ = tokens;
     stats.range_sq_sum_ = {asymmetric, symmetric};
   }
+  // `absmax` empty: the file has none.
+  static void SetChannelAbsMax(SiteStatistics& stats, Eigen::VectorXd absmax) {
+    stats.channel_absmax_ = std::move(absmax);
+  }
 };
 
 }  // namespace site_statistics_internal
@@ -49,6 +53,7 @@ constexpr absl::string_view kSxTail = ".sx_tail";
 constexpr absl::string_view kTokens = ".tokens";
 constexpr absl::string_view kRangeSqSum = ".range_sq_sum";
 constexpr absl::string_view kNormSqSum = ".norm_sq_sum";
+constexpr absl::string_view kAbsMax = ".absmax";
 
 // ----------------------------------------------------------------------------
 // Writing
@@ -79,6 +84,7 @@ struct SiteTensors {
   const TensorInfo* tokens = nullptr;
   const TensorInfo* range_sq_sum = nullptr;
   const TensorInfo* norm_sq_sum = nullptr;
+  const TensorInfo* absmax = nullptr;  // optional
 };
 
 // Files the tensor under its site key, or says why it does not belong.
@@ -90,6 +96,7 @@ absl::Status FileTensor(const TensorInfo& info, std::map<std::string, SiteTensor
       {kTokens, &SiteTensors::tokens},
       {kRangeSqSum, &SiteTensors::range_sq_sum},
       {kNormSqSum, &SiteTensors::norm_sq_sum},
+      {kAbsMax, &SiteTensors::absmax},
   };
   // No suffix is a suffix of another, so at most one matches.
   for (const auto& [suffix, member] : kSuffixes) {
@@ -104,7 +111,7 @@ absl::Status FileTensor(const TensorInfo& info, std::map<std::string, SiteTensor
   }
   return absl::InvalidArgumentError(absl::StrCat(
       info.name, ": not a site statistics tensor (names end in .sx, .sx_tail, .tokens, ",
-      ".range_sq_sum or .norm_sq_sum)"));
+      ".range_sq_sum, .norm_sq_sum or .absmax)"));
 }
 
 absl::Status CheckDType(const TensorInfo& info, DType want) {
@@ -191,6 +198,41 @@ RowMatrixXd CopyMatrix(const SafetensorsFile& file, const TensorInfo& info, int6
 
 // a <= b to relative kConsistencyTolerance, for a, b >= 0.
 bool AtMost(double a, double b) { return a <= b * (1.0 + kConsistencyTolerance); }
+
+// The diagonal element j of the Sx sum, from the blocks as read.
+double SumDiagonal(const std::vector<RowMatrixXd>& upper, int64_t j) {
+  const int64_t k = upper[0].rows();
+  return upper[static_cast<size_t>(j / k)](j % k, j % k);
+}
+
+// K.absmax: finite, >= 0, and consistent with the diagonal of the Sx sum:
+// one token reaches the maximum (absmax^2 <= Sx_jj) and none exceeds it
+// (Sx_jj <= tokens absmax^2).
+absl::StatusOr<Eigen::VectorXd> ReadChannelAbsMax(const SafetensorsFile& file,
+                                                  const TensorInfo& info,
+                                                  const std::vector<RowMatrixXd>& upper,
+                                                  int64_t tokens) {
+  int64_t dim = 0;
+  for (const RowMatrixXd& block : upper) dim += block.rows();
+  CATQ_RETURN_IF_ERROR(CheckDType(info, DType::kF64));
+  CATQ_RETURN_IF_ERROR(CheckShape(info, {dim}));
+  const std::vector<double> values = CopyElements<double>(file, info);
+  for (int64_t j = 0; j < dim; ++j) {
+    const double m = values[static_cast<size_t>(j)];
+    if (!std::isfinite(m) || m < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(info.name, ": element ", j, " is ", m, ", expected finite and >= 0"));
+    }
+    const double diagonal = SumDiagonal(upper, j);
+    const double squared = m * m;
+    if (!AtMost(squared, diagonal) || !AtMost(diagonal, static_cast<double>(tokens) * squared)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          info.name, ": element ", j, " = ", m, " is inconsistent with the Sx diagonal ", diagonal,
+          " over ", tokens, " tokens (need absmax^2 <= Sx_jj <= tokens absmax^2)"));
+    }
+  }
+  return Eigen::Map<const Eigen::VectorXd>(values.data(), dim);
+}
 
 absl::StatusOr<SiteStatistics> ReadSite(const SafetensorsFile& file, const std::string& key,
                                         const SiteTensors& tensors) {
@@ -335,6 +377,11 @@ absl::StatusOr<SiteStatistics> ReadSite(const SafetensorsFile& file, const std::
 
   // norm_sq_sum() is the trace, which was just checked against the file's value.
   Access::SetScalars(stats, tokens, asymmetric, symmetric);
+  Eigen::VectorXd absmax;
+  if (tensors.absmax != nullptr) {
+    CATQ_ASSIGN_OR_RETURN(absmax, ReadChannelAbsMax(file, *tensors.absmax, upper, tokens));
+  }
+  Access::SetChannelAbsMax(stats, std::move(absmax));
   return stats;
 }
 
@@ -375,6 +422,7 @@ absl::Status WriteSiteStatistics(Env* env, const std::string& path,
     specs.push_back({absl::StrCat(key, kTokens), DType::kI64, {1}});
     specs.push_back({absl::StrCat(key, kRangeSqSum), DType::kF64, {2}});
     specs.push_back({absl::StrCat(key, kNormSqSum), DType::kF64, {1}});
+    if (stats.has_channel_absmax()) specs.push_back({absl::StrCat(key, kAbsMax), DType::kF64, {d}});
   }
   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWriter> writer,
                         SafetensorsWriter::Create(env, path, std::move(specs)));
@@ -390,6 +438,11 @@ absl::Status WriteSiteStatistics(Env* env, const std::string& path,
     CATQ_RETURN_IF_ERROR(writer->Append(Bytes(&tokens, sizeof(tokens))));
     CATQ_RETURN_IF_ERROR(writer->Append(Bytes(range, sizeof(range))));
     CATQ_RETURN_IF_ERROR(writer->Append(Bytes(&norm_sq, sizeof(norm_sq))));
+    if (stats.has_channel_absmax()) {
+      const Eigen::VectorXd& absmax = stats.channel_absmax();
+      CATQ_RETURN_IF_ERROR(writer->Append(
+          Bytes(absmax.data(), sizeof(double) * static_cast<size_t>(absmax.size()))));
+    }
   }
   return writer->Finish();
 }

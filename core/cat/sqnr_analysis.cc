@@ -244,10 +244,20 @@ void FillMeasured(const MeasuredEnergies& e, LinearSqnrReport& report) {
 
 absl::StatusOr<std::vector<MeasuredEnergies>> Measure(
     absl::Span<const Eigen::Ref<const RowMatrixXf>> weights, const Eigen::Ref<const RowMatrixXf>& x,
-    const SqnrOptions& options) {
+    const SqnrOptions& options, absl::Span<const RowMatrixXf> quantized) {
   std::vector<RowMatrixXd> w(weights.size());
   std::vector<RowMatrixXd> wq(weights.size());
   for (size_t l = 0; l < weights.size(); ++l) {
+    if (!quantized.empty()) {
+      if (quantized[l].rows() != weights[l].rows() || quantized[l].cols() != weights[l].cols()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "quantized weight %d is [%d, %d], the weight [%d, %d]", l, quantized[l].rows(),
+            quantized[l].cols(), weights[l].rows(), weights[l].cols()));
+      }
+      w[l] = weights[l].cast<double>();
+      wq[l] = quantized[l].cast<double>();
+      continue;
+    }
     absl::StatusOr<QuantizedWeight> q = QuantizeRtn(weights[l], options.weights);
     if (!q.ok()) return Prefix(absl::StrFormat("weight %d", l), q.status());
     w[l] = weights[l].cast<double>();
@@ -431,9 +441,14 @@ absl::StatusOr<LinearSqnrReport> PredictLinearSqnr(const Eigen::Ref<const RowMat
 
 absl::StatusOr<SiteSqnrReport> AnalyzeSite(absl::Span<const Eigen::Ref<const RowMatrixXf>> weights,
                                            const Eigen::Ref<const RowMatrixXf>& x,
-                                           const SqnrOptions& options) {
+                                           const SqnrOptions& options,
+                                           absl::Span<const RowMatrixXf> quantized) {
   CATQ_RETURN_IF_ERROR(CheckOptions(options));
   CATQ_RETURN_IF_ERROR(CheckWeights(weights, x.cols()));
+  if (!quantized.empty() && quantized.size() != weights.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d quantized weights for %d weights", quantized.size(), weights.size()));
+  }
   CATQ_ASSIGN_OR_RETURN(const ActivationRangeStats stats,
                         ComputeActivationRangeStats(x, ActivationModel(options).range));
   CATQ_ASSIGN_OR_RETURN(const double cx, ActivationConcentration(stats));
@@ -455,7 +470,8 @@ absl::StatusOr<SiteSqnrReport> AnalyzeSite(absl::Span<const Eigen::Ref<const Row
     total_range.weighted_range_sq += terms.range.weighted_range_sq;
     total_signal += terms.signal;
   }
-  CATQ_ASSIGN_OR_RETURN(const std::vector<MeasuredEnergies> energies, Measure(weights, x, options));
+  CATQ_ASSIGN_OR_RETURN(const std::vector<MeasuredEnergies> energies,
+                        Measure(weights, x, options, quantized));
   MeasuredEnergies total;
   for (size_t l = 0; l < weights.size(); ++l) {
     FillMeasured(energies[l], site.linears[l]);

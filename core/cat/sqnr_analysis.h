@@ -159,9 +159,15 @@ struct SiteSqnrReport {
 // Q(x) the per-token fake quantizer of core/quant/activation_quant.h.
 // InvalidArgument for no weights, mismatched widths, no tokens, non-finite
 // values, an all-zero weight, invalid options.
+//
+// `quantized`, when not empty, holds the dequantized weights as actually
+// stored (one per weight, same shapes; e.g. from GPTQ): the measured figures
+// use them as Q(W) instead of RTN on options.weights. The prediction is the
+// RTN noise model either way.
 absl::StatusOr<SiteSqnrReport> AnalyzeSite(absl::Span<const Eigen::Ref<const RowMatrixXf>> weights,
                                            const Eigen::Ref<const RowMatrixXf>& x,
-                                           const SqnrOptions& options = {});
+                                           const SqnrOptions& options = {},
+                                           absl::Span<const RowMatrixXf> quantized = {});
 
 // AnalyzeLinear: AnalyzeSite of one weight.
 absl::StatusOr<LinearSqnrReport> AnalyzeLinear(const Eigen::Ref<const RowMatrixXf>& w,

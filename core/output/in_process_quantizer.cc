@@ -1,7 +1,10 @@
 #include "core/output/in_process_quantizer.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -12,6 +15,7 @@
 #include "core/output/output_plan.h"
 #include "core/output/packed_linear.h"
 #include "core/output/quantization_config.h"
+#include "core/output/site_quantizer.h"
 #include "core/tensor/float_encoding.h"
 #include "core/tensor/safetensors_names.h"
 #include "core/tensor/sharded_writer.h"
@@ -29,41 +33,110 @@ double SecondsSince(Env* env, uint64_t start_micros) {
   return static_cast<double>(env->NowMicros() - start_micros) * 1e-6;
 }
 
-// One activation site record per layer and site: RTN has no transform.
-std::vector<SiteRecord> RtnSiteRecords(const LlamaConfig& config) {
-  std::vector<SiteRecord> sites;
-  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-    for (Site site : kAllSites) {
-      SiteRecord record;
-      record.layer = static_cast<int>(layer);
-      record.site = std::string(SiteName(site));
-      sites.push_back(record);
-    }
-  }
-  return sites;
-}
+// Statistics and samples the site tasks read; empty for rtn.
+struct SiteInputs {
+  SiteStatisticsMap statistics;
+  std::map<std::string, RowMatrixXf> samples;
+};
 
-absl::Status CheckRecipeSupported(const Recipe& recipe) {
+absl::Status CheckRecipeSupported(const Recipe& recipe, const CalibrationInput& calibration) {
   CATQ_RETURN_IF_ERROR(Prefix("recipe", recipe.Validate()));
-  if (recipe.method != Method::kRtn) {
-    return absl::UnimplementedError(
-        absl::StrCat("recipe.method: '", MethodName(recipe.method),
-                     "' needs calibration statistics and the CAT engine; the in-process path "
-                     "supports 'rtn'"));
+  if (!calibration.text_path.empty() && !calibration.statistics_path.empty()) {
+    return absl::InvalidArgumentError(
+        "calibration: give a text file or a statistics file, not both");
   }
-  if (recipe.weight_quantizer != WeightQuantizer::kRtn) {
-    return absl::UnimplementedError(
-        "recipe.weight_quantizer: 'gptq' needs calibration statistics; use 'rtn'");
+  if (RecipeNeedsStatistics(recipe) && calibration.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "recipe.method '", MethodName(recipe.method), "' with weight quantizer '",
+        WeightQuantizerName(recipe.weight_quantizer),
+        "' needs calibration: a text file (--calib-text) or statistics (--calib-stats)"));
   }
   return absl::OkStatus();
 }
 
-// Streams the plan's tensors into `writer`, one item at a time.
+// The block size of statistics collected for `recipe`: full matrices where
+// every site is small enough (they serve any k, GPTQ and A_max), else the
+// diagonal blocks of k.
+int64_t StatisticsBlockSize(const LlamaConfig& config, const Recipe& recipe) {
+  constexpr int64_t kMaxFullDim = 8192;
+  for (Site site : kAllSites) {
+    if (SiteDim(config, site) > kMaxFullDim) {
+      return recipe.method == Method::kCat ? recipe.block_size : 1;
+    }
+  }
+  return 0;
+}
+
+absl::StatusOr<SiteInputs> Calibrate(Env* env, const LlamaModel& model,
+                                     const std::string& model_dir, const Recipe& recipe,
+                                     const CalibrationInput& input, CalibrationReport* report) {
+  SiteInputs inputs;
+  if (input.empty()) return inputs;
+  const uint64_t start = env->NowMicros();
+  if (!input.statistics_path.empty()) {
+    report->source = "statistics";
+    report->path = input.statistics_path;
+    CATQ_ASSIGN_OR_RETURN(inputs.statistics, ReadSiteStatistics(input.statistics_path, env));
+  } else {
+    report->source = "text";
+    report->path = input.text_path;
+    report->max_documents = input.text.max_documents;
+    report->max_tokens = input.text.max_tokens;
+    CATQ_ASSIGN_OR_RETURN(
+        std::vector<std::vector<int32_t>> sequences,
+        CalibrationSequencesFromText(env, model, model_dir, input.text_path, input.text));
+    CalibrationOptions options;
+    options.block_size = StatisticsBlockSize(model.config(), recipe);
+    options.fold_norm_gains = recipe.fold_norm_gains;
+    options.sample_tokens = input.sample_tokens;
+    options.forward.num_threads = input.threads;
+    CATQ_ASSIGN_OR_RETURN(Calibration calibration,
+                          CollectSiteStatistics(model, sequences, options));
+    report->documents = calibration.sequences;
+    report->tokens = calibration.tokens;
+    report->statistics_block_size = options.block_size;
+    inputs.statistics = std::move(calibration.statistics);
+    inputs.samples = std::move(calibration.samples);
+  }
+  CATQ_RETURN_IF_ERROR(CheckStatisticsCover(model.config(), inputs.statistics));
+  report->seconds = SecondsSince(env, start);
+  return inputs;
+}
+
+std::string TensorSuffix(absl::string_view name) {
+  const size_t dot = name.rfind('.');
+  return std::string(dot == absl::string_view::npos ? name : name.substr(dot));
+}
+
+// The bytes of the stored online tensor that `spec` names, after checking
+// that the solved transform has it with that shape.
+absl::StatusOr<std::string> OnlineTensorBytes(const SiteTransformTensors& online,
+                                              const TensorSpec& spec) {
+  const std::string suffix = TensorSuffix(spec.name);
+  const std::optional<TransformTensorF32>* tensor = nullptr;
+  if (suffix == ".blocks") tensor = &online.blocks;
+  if (suffix == ".blocks_tail") tensor = &online.blocks_tail;
+  if (suffix == ".rot_q") tensor = &online.rot_q;
+  if (tensor == nullptr || !tensor->has_value() || (*tensor)->shape != spec.shape) {
+    return absl::InternalError(
+        absl::StrCat(spec.name, ": the solved transform does not have the planned tensor"));
+  }
+  const std::vector<float>& values = (*tensor)->values;
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+}
+
+// Streams the plan's tensors into `writer`, one item at a time, running the
+// site tasks of a layer when its first item needs them.
 class PlanWriter {
  public:
   PlanWriter(Env* env, const LlamaModel& model, const Recipe& recipe,
-             const InProcessOptions& options, QuantizationReport* report)
-      : env_(env), model_(model), recipe_(recipe), options_(options), report_(report) {}
+             const InProcessOptions& options, const SiteInputs& inputs, QuantizationReport* report)
+      : env_(env),
+        model_(model),
+        recipe_(recipe),
+        options_(options),
+        inputs_(inputs),
+        report_(report) {}
 
   absl::Status WriteAll(const OutputPlan& plan, ShardedSafetensorsWriter& writer) {
     total_linears_ = plan.NumPackedLinears();
@@ -72,6 +145,9 @@ class PlanWriter {
     }
     return absl::OkStatus();
   }
+
+  // One record per site of every layer, in layer and site order.
+  std::vector<SiteRecord> TakeRecords() && { return std::move(records_); }
 
  private:
   absl::Status WriteItem(const OutputItem& item, ShardedSafetensorsWriter& writer) {
@@ -87,41 +163,23 @@ class PlanWriter {
       }
       case OutputSource::kPackedLinear:
         return WriteLinear(item, writer);
+      case OutputSource::kOnlineTransform:
+        return WriteOnlineTransform(item, writer);
     }
     return absl::InternalError("unknown output source");
   }
 
-  // Reads the weight, folds the preceding norm's gain into its columns,
-  // quantizes and packs it.
   absl::Status WriteLinear(const OutputItem& item, ShardedSafetensorsWriter& writer) {
-    uint64_t start = env_->NowMicros();
-    CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, model_.LinearWeight(item.layer, item.linear));
-    const Site site = SiteOfLinear(item.linear);
-    const std::optional<NormKind> norm = SitePrecedingNorm(site);
-    if (recipe_.fold_norm_gains && norm.has_value()) {
-      CATQ_ASSIGN_OR_RETURN(std::vector<float> gain,
-                            model_.GetFloat(NormWeightName(item.layer, *norm)));
-      w *= Eigen::Map<const Eigen::VectorXf>(gain.data(), gain.size()).asDiagonal();
+    CATQ_ASSIGN_OR_RETURN(SiteResult * site, SiteFor(item.layer, SiteOfLinear(item.linear)));
+    const std::vector<LinearKind> kinds = LinearsOfSite(SiteOfLinear(item.linear));
+    const size_t index =
+        static_cast<size_t>(std::find(kinds.begin(), kinds.end(), item.linear) - kinds.begin());
+    const uint64_t start = env_->NowMicros();
+    for (const std::string& bytes : site->packed[index].bytes) {
+      CATQ_RETURN_IF_ERROR(writer.Append(bytes));
     }
-    report_->read_seconds += SecondsSince(env_, start);
-
-    start = env_->NowMicros();
-    CATQ_ASSIGN_OR_RETURN(PackedLinear packed, QuantizeAndPackLinear(item.name, w, recipe_.weights,
-                                                                     recipe_.scale_dtype));
-    report_->quantize_seconds += SecondsSince(env_, start);
-
-    start = env_->NowMicros();
-    for (const std::string& bytes : packed.bytes) CATQ_RETURN_IF_ERROR(writer.Append(bytes));
     report_->write_seconds += SecondsSince(env_, start);
-
-    LinearReport linear;
-    linear.module = item.name;
-    linear.layer = item.layer;
-    linear.site = std::string(SiteName(site));
-    linear.rows = w.rows();
-    linear.cols = w.cols();
-    linear.weight_sqnr_db = packed.weight_sqnr_db;
-    linear.max_error_steps = packed.max_error_steps;
+    const LinearReport& linear = site->linears[index];
     report_->linears.push_back(linear);
     if (options_.on_linear) {
       options_.on_linear(linear, static_cast<int64_t>(report_->linears.size()), total_linears_);
@@ -129,18 +187,70 @@ class PlanWriter {
     return absl::OkStatus();
   }
 
+  absl::Status WriteOnlineTransform(const OutputItem& item, ShardedSafetensorsWriter& writer) {
+    CATQ_ASSIGN_OR_RETURN(SiteResult * site, SiteFor(item.layer, item.site));
+    for (const TensorSpec& spec : item.specs) {
+      CATQ_ASSIGN_OR_RETURN(std::string bytes, OnlineTensorBytes(site->online, spec));
+      CATQ_RETURN_IF_ERROR(writer.Append(bytes));
+    }
+    return absl::OkStatus();
+  }
+
+  // The results of `layer`'s four sites, computed on first use; the previous
+  // layer's are dropped then (memory stays one layer).
+  absl::StatusOr<SiteResult*> SiteFor(int64_t layer, Site site) {
+    if (layer != cached_layer_) CATQ_RETURN_IF_ERROR(QuantizeLayer(layer));
+    return &cached_[static_cast<size_t>(site)];
+  }
+
+  absl::Status QuantizeLayer(int64_t layer) {
+    cached_.clear();
+    cached_layer_ = -1;
+    // A layer met again (items out of layer order) is recomputed, the same
+    // bytes, but recorded once.
+    const bool first_time = recorded_layers_.insert(layer).second;
+    for (Site site : kAllSites) {
+      uint64_t start = env_->NowMicros();
+      CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model_, layer, site, recipe_));
+      report_->read_seconds += SecondsSince(env_, start);
+      start = env_->NowMicros();
+      const std::string key = SiteStatisticsKey(layer, site);
+      auto stats = inputs_.statistics.find(key);
+      auto samples = inputs_.samples.find(key);
+      CATQ_ASSIGN_OR_RETURN(
+          SiteResult result,
+          QuantizeSite(recipe_, weights,
+                       stats == inputs_.statistics.end() ? nullptr : &stats->second,
+                       samples == inputs_.samples.end() ? nullptr : &samples->second));
+      report_->quantize_seconds += SecondsSince(env_, start);
+      if (first_time) {
+        records_.push_back(result.record);
+        report_->sites.push_back(result.report);
+      }
+      cached_.push_back(std::move(result));
+    }
+    cached_layer_ = layer;
+    return absl::OkStatus();
+  }
+
   Env* const env_;
   const LlamaModel& model_;
   const Recipe& recipe_;
   const InProcessOptions& options_;
+  const SiteInputs& inputs_;
   QuantizationReport* const report_;
   int64_t total_linears_ = 0;
+  int64_t cached_layer_ = -1;
+  std::vector<SiteResult> cached_;  // by Site
+  std::vector<SiteRecord> records_;
+  std::set<int64_t> recorded_layers_;
 };
 
 // config.json of the output: the input's own JSON plus quantization_config.
-std::string OutputConfigJson(const LlamaConfig& config, const Recipe& recipe) {
+std::string OutputConfigJson(const LlamaConfig& config, const Recipe& recipe,
+                             const std::vector<SiteRecord>& sites) {
   nlohmann::json json = config.original;
-  json["quantization_config"] = BuildQuantizationConfig(recipe, RtnSiteRecords(config));
+  json["quantization_config"] = BuildQuantizationConfig(recipe, sites);
   return json.dump(2) + "\n";
 }
 
@@ -169,7 +279,7 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
                                                           const Recipe& recipe,
                                                           const InProcessOptions& options) {
   const uint64_t start = env->NowMicros();
-  CATQ_RETURN_IF_ERROR(CheckRecipeSupported(recipe));
+  CATQ_RETURN_IF_ERROR(CheckRecipeSupported(recipe, options.calibration));
   CATQ_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Open(model_dir, env));
   CATQ_ASSIGN_OR_RETURN(OutputPlan plan, PlanOutput(model, recipe));
   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<StagedDirectory> staged,
@@ -193,15 +303,19 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
   CATQ_ASSIGN_OR_RETURN(
       std::unique_ptr<ShardedSafetensorsWriter> writer,
       ShardedSafetensorsWriter::Create(env, staged->path(), plan.TensorSpecs(), writer_options));
-  PlanWriter plan_writer(env, model, recipe, options, &report);
+  CATQ_ASSIGN_OR_RETURN(SiteInputs inputs, Calibrate(env, model, model_dir, recipe,
+                                                     options.calibration, &report.calibration));
+  report.calibration_seconds = report.calibration.seconds;
+  PlanWriter plan_writer(env, model, recipe, options, inputs, &report);
   CATQ_RETURN_IF_ERROR(plan_writer.WriteAll(plan, *writer));
+  const std::vector<SiteRecord> records = std::move(plan_writer).TakeRecords();
 
   const uint64_t finish_start = env->NowMicros();
   CATQ_RETURN_IF_ERROR(writer->Finish());
   report.output_bytes = writer->data_size();
   report.shard_files = writer->file_names();
   CATQ_RETURN_IF_ERROR(WriteFileAtomically(env, JoinPath(staged->path(), kConfigFileName),
-                                           OutputConfigJson(model.config(), recipe)));
+                                           OutputConfigJson(model.config(), recipe, records)));
   CATQ_RETURN_IF_ERROR(CopySideFiles(env, model_dir, staged->path()));
   report.write_seconds += SecondsSince(env, finish_start);
   report.total_seconds = SecondsSince(env, start);

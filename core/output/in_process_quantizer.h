@@ -2,9 +2,10 @@
 //
 // Quantizes a Hugging Face Llama-family model directory into a catq output
 // directory (architecture.md section 4) in this process, streaming: one
-// linear is in memory at a time, input tensors are read through mmap, and
-// shards go to disk as they fill. This is `catq quantize` without --server
-// and the reference the service's output must equal.
+// layer is in memory at a time (its site tasks run in order), input tensors
+// are read through mmap, and shards go to disk as they fill. Methods other
+// than rtn first collect calibration statistics (core/cat/calibration.h). This is `catq quantize`
+// without --server and the reference the service's output must equal.
 //
 //   InProcessOptions options;
 //   options.on_linear = [](const LinearReport& r, int64_t done, int64_t total) { ... };
@@ -23,13 +24,30 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/cat/calibration.h"
 #include "core/cat/recipe.h"
 #include "core/io/env.h"
 #include "core/output/quantization_report.h"
 
 namespace catq {
 
+// Where the calibration statistics of methods other than rtn come from: a
+// text file run through the model, or a precomputed statistics file
+// (site_statistics.h), not both.
+struct CalibrationInput {
+  std::string text_path;
+  std::string statistics_path;
+  CalibrationTextOptions text;
+  // Activation tokens kept per site to measure SQNR before and after (0:
+  // none). Text calibration only.
+  int64_t sample_tokens = 512;
+  // Forward worker threads (0: all cores).
+  int threads = 0;
+  bool empty() const { return text_path.empty() && statistics_path.empty(); }
+};
+
 struct InProcessOptions {
+  CalibrationInput calibration;
   // Largest shard, in bytes of tensor data. Default 2 GiB.
   uint64_t max_shard_bytes = uint64_t{2} << 30;
   // Replace an existing `out_dir`. Default false: AlreadyExists.
@@ -46,9 +64,9 @@ inline constexpr const char* kCopiedSideFiles[] = {
 };
 
 // Errors: the model cannot be opened or validated (names file and tensor),
-// the recipe is invalid or needs what this path lacks (methods other than
-// rtn need calibration statistics: Unimplemented until the CAT engine), the
-// output exists and `replace` is false, or an I/O failure.
+// the recipe is invalid, it needs calibration and none is given (or the
+// statistics do not cover the model's sites), a site task fails (names the
+// site), the output exists and `replace` is false, or an I/O failure.
 absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::string& model_dir,
                                                           const std::string& out_dir,
                                                           const Recipe& recipe,

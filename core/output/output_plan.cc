@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_set.h"
+#include "core/cat/calibration.h"
 #include "core/output/packed_linear.h"
+#include "core/output/site_quantizer.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -41,6 +43,22 @@ OutputItem CopyItem(const TensorInfo& info, OutputSource source) {
   item.name = info.name;
   item.specs.push_back({info.name, info.dtype, info.shape});
   return item;
+}
+
+// The online transform items of `layer`'s sites, where the method stores any.
+absl::Status AppendOnlineTransformItems(const LlamaConfig& config, const Recipe& recipe,
+                                        int64_t layer, OutputPlan& plan) {
+  for (Site site : kAllSites) {
+    OutputItem item;
+    item.source = OutputSource::kOnlineTransform;
+    item.name = SiteStatisticsKey(layer, site);
+    item.layer = layer;
+    item.site = site;
+    CATQ_ASSIGN_OR_RETURN(item.specs,
+                          PlanSiteTransformSpecs(recipe, layer, site, SiteDim(config, site)));
+    if (!item.specs.empty()) plan.items.push_back(std::move(item));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -90,7 +108,11 @@ absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& rec
       item.linear = linear->second.second;
       item.specs = PackedLinearSpecs(item.name, info->shape[0], info->shape[1], recipe.weights,
                                      recipe.scale_dtype);
+      const int64_t layer = item.layer;
+      const bool last_of_layer = item.linear == kAllLinearKinds.back();
       plan.items.push_back(std::move(item));
+      if (last_of_layer)
+        CATQ_RETURN_IF_ERROR(AppendOnlineTransformItems(config, recipe, layer, plan));
     } else {
       plan.items.push_back(
           CopyItem(*info, folded.contains(name) ? OutputSource::kUnitGain : OutputSource::kCopy));

@@ -25,9 +25,10 @@
 namespace catq {
 
 enum class OutputSource {
-  kCopy,          // The input tensor, bytes unchanged.
-  kUnitGain,      // A norm whose gain was folded into the next linears: ones.
-  kPackedLinear,  // A quantized linear in pack-quantized layout.
+  kCopy,             // The input tensor, bytes unchanged.
+  kUnitGain,         // A norm whose gain was folded into the next linears: ones.
+  kPackedLinear,     // A quantized linear in pack-quantized layout.
+  kOnlineTransform,  // The stored factors of one site's online transform.
 };
 
 struct OutputItem {
@@ -35,8 +36,9 @@ struct OutputItem {
   // kCopy, kUnitGain: the input tensor's name. kPackedLinear: the module name
   // (the weight's name without ".weight").
   std::string name;
-  int64_t layer = -1;                      // kPackedLinear only.
+  int64_t layer = -1;                      // kPackedLinear, kOnlineTransform.
   LinearKind linear = LinearKind::kQProj;  // kPackedLinear only.
+  Site site = Site::kAttnIn;               // kOnlineTransform only.
   std::vector<TensorSpec> specs;           // What this item writes, in order.
 };
 
@@ -49,6 +51,8 @@ struct OutputPlan {
 
 // Every tensor of `model` appears once: linears packed, norms before attn_in
 // and mlp_in as ones when recipe.fold_norm_gains, everything else copied.
+// After a layer's last linear come the online transform tensors of its sites
+// (architecture.md section 4), when the method has any.
 // Tensors the Llama layout does not name (e.g. rotary caches) are copied after
 // the known ones, sorted by name. Errors: a recipe the output cannot store.
 absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& recipe);

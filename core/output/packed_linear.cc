@@ -99,6 +99,31 @@ std::vector<TensorSpec> PackedLinearSpecs(absl::string_view module, int64_t rows
   return specs;
 }
 
+ScaleRounding StorageScaleRounding(DType scale_dtype) { return ScaleRoundingFor(scale_dtype); }
+
+absl::StatusOr<PackedLinear> PackQuantizedLinear(absl::string_view module,
+                                                 const Eigen::Ref<const RowMatrixXf>& w,
+                                                 const QuantizedWeight& qw, DType scale_dtype) {
+  CATQ_RETURN_IF_ERROR(Prefix(module, CheckPackable(qw.options, scale_dtype)));
+  if (qw.rows != w.rows() || qw.cols != w.cols()) {
+    return absl::InvalidArgumentError(absl::StrCat(module, ": quantized weight is [", qw.rows, ", ",
+                                                   qw.cols, "], the reference [", w.rows(), ", ",
+                                                   w.cols(), "]"));
+  }
+  absl::StatusOr<CompressedTensorsInt4> ct = PackInt4CompressedTensors(qw);
+  CATQ_RETURN_IF_ERROR(Prefix(module, ct.status()));
+  PackedLinear packed;
+  packed.specs = PackedLinearSpecs(module, w.rows(), w.cols(), qw.options, scale_dtype);
+  const std::array<int64_t, 2> shape = ct->weight_shape();
+  packed.bytes.push_back(BytesOf(ct->weight_packed));
+  CATQ_ASSIGN_OR_RETURN(std::string scale_bytes, EncodeFloats(qw.scales, scale_dtype));
+  packed.bytes.push_back(std::move(scale_bytes));
+  packed.bytes.push_back(BytesOf(std::vector<int64_t>(shape.begin(), shape.end())));
+  if (!qw.options.symmetric) packed.bytes.push_back(BytesOf(ct->weight_zero_point));
+  MeasureError(w, qw, &packed);
+  return packed;
+}
+
 absl::StatusOr<PackedLinear> QuantizeAndPackLinear(absl::string_view module,
                                                    const Eigen::Ref<const RowMatrixXf>& w,
                                                    const WeightQuantOptions& options,
@@ -106,19 +131,7 @@ absl::StatusOr<PackedLinear> QuantizeAndPackLinear(absl::string_view module,
   CATQ_RETURN_IF_ERROR(Prefix(module, CheckPackable(options, scale_dtype)));
   absl::StatusOr<QuantizedWeight> qw = QuantizeRtn(w, options, ScaleRoundingFor(scale_dtype));
   CATQ_RETURN_IF_ERROR(Prefix(module, qw.status()));
-  absl::StatusOr<CompressedTensorsInt4> ct = PackInt4CompressedTensors(*qw);
-  CATQ_RETURN_IF_ERROR(Prefix(module, ct.status()));
-
-  PackedLinear packed;
-  packed.specs = PackedLinearSpecs(module, w.rows(), w.cols(), options, scale_dtype);
-  const std::array<int64_t, 2> shape = ct->weight_shape();
-  packed.bytes.push_back(BytesOf(ct->weight_packed));
-  CATQ_ASSIGN_OR_RETURN(std::string scale_bytes, EncodeFloats(qw->scales, scale_dtype));
-  packed.bytes.push_back(std::move(scale_bytes));
-  packed.bytes.push_back(BytesOf(std::vector<int64_t>(shape.begin(), shape.end())));
-  if (!options.symmetric) packed.bytes.push_back(BytesOf(ct->weight_zero_point));
-  MeasureError(w, *qw, &packed);
-  return packed;
+  return PackQuantizedLinear(module, w, *qw, scale_dtype);
 }
 
 namespace {

@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "core/math/eigen_types.h"
 #include "core/quant/quantized_weight.h"
+#include "core/quant/rtn.h"
 #include "core/quant/weight_quant_options.h"
 #include "core/tensor/dtype.h"
 #include "core/tensor/safetensors_dir.h"
@@ -62,6 +63,17 @@ absl::StatusOr<PackedLinear> QuantizeAndPackLinear(absl::string_view module,
                                                    const Eigen::Ref<const RowMatrixXf>& w,
                                                    const WeightQuantOptions& options,
                                                    DType scale_dtype);
+
+// PackQuantizedLinear: the tensors of `qw` (quantized by any method on a
+// packable grid, scales already rounded with StorageScaleRounding) with the
+// error figures measured against the reference `w` it approximates.
+absl::StatusOr<PackedLinear> PackQuantizedLinear(absl::string_view module,
+                                                 const Eigen::Ref<const RowMatrixXf>& w,
+                                                 const QuantizedWeight& qw, DType scale_dtype);
+
+// StorageScaleRounding: rounds a scale UP to `scale_dtype` (null for F32),
+// so that every level stays in range with the stored scale.
+ScaleRounding StorageScaleRounding(DType scale_dtype);
 
 // Reads linear `module` back from an output directory and unpacks it. The
 // grid (`options`) comes from the output's quantization_config. Errors name

@@ -7,8 +7,85 @@
 namespace catq {
 namespace {
 
-// JSON has no infinity; an exact weight reports null SQNR.
-nlohmann::json Decibels(double db) { return std::isfinite(db) ? nlohmann::json(db) : nullptr; }
+// JSON has no infinity or NaN: an exact weight reports null SQNR, a figure
+// that could not be computed (A_max skipped at large d) null as well.
+nlohmann::json FiniteOrNull(double db) { return std::isfinite(db) ? nlohmann::json(db) : nullptr; }
+
+// The decomposition with units in the keys; null where a value is not finite.
+nlohmann::json SqnrJson(const std::optional<LinearSqnrReport>& r) {
+  if (!r.has_value()) return nullptr;
+  return {
+      {"activation_concentration_db", FiniteOrNull(r->activation_concentration_db)},
+      {"weight_concentration_db", FiniteOrNull(r->weight_concentration_db)},
+      {"alignment_db", FiniteOrNull(r->alignment_db)},
+      {"max_alignment_db", FiniteOrNull(r->max_alignment_db)},
+      {"predicted_activation_sqnr_db", FiniteOrNull(r->predicted_activation_sqnr_db)},
+      {"predicted_weight_sqnr_db", FiniteOrNull(r->predicted_weight_sqnr_db)},
+      {"predicted_sqnr_db", FiniteOrNull(r->predicted_sqnr_db)},
+      {"measured_activation_sqnr_db", FiniteOrNull(r->measured_activation_sqnr_db)},
+      {"measured_weight_sqnr_db", FiniteOrNull(r->measured_weight_sqnr_db)},
+      {"measured_sqnr_db", FiniteOrNull(r->measured_sqnr_db)},
+  };
+}
+
+nlohmann::json SiteJson(const SiteReport& site) {
+  return {
+      {"key", site.key},
+      {"layer", site.layer},
+      {"site", site.site},
+      {"dim", site.dim},
+      {"transform", site.transform},
+      {"block_size", site.block_size},
+      {"mixing_q", site.mixing_q},
+      {"condition", FiniteOrNull(site.condition)},
+      {"max_inverse_residual", site.max_inverse_residual},
+      {"damped_blocks", site.damped_blocks},
+      {"clipped_blocks", site.clipped_blocks},
+      {"identity_blocks", site.identity_blocks},
+      {"sample_tokens", site.sample_tokens},
+      {"sqnr_before", SqnrJson(site.sqnr_before)},
+      {"sqnr_after", SqnrJson(site.sqnr_after)},
+      {"seconds", site.seconds},
+  };
+}
+
+nlohmann::json CalibrationJson(const CalibrationReport& c) {
+  return {
+      {"source", c.source},
+      {"path", c.path},
+      {"documents", c.documents},
+      {"tokens", c.tokens},
+      {"max_documents", c.max_documents},
+      {"max_tokens", c.max_tokens},
+      {"statistics_block_size", c.statistics_block_size},
+      {"seconds", c.seconds},
+  };
+}
+
+// Mean over the linears with figures of measured and predicted SQNR after the
+// transform (dB), and how many agree within 1 dB.
+nlohmann::json SqnrTotals(const QuantizationReport& report) {
+  double measured = 0.0;
+  double predicted = 0.0;
+  double before = 0.0;
+  int count = 0;
+  int within_1db = 0;
+  for (const LinearReport& linear : report.linears) {
+    if (!linear.sqnr_after.has_value() || !linear.sqnr_before.has_value()) continue;
+    measured += linear.sqnr_after->measured_sqnr_db;
+    predicted += linear.sqnr_after->predicted_sqnr_db;
+    before += linear.sqnr_before->measured_sqnr_db;
+    within_1db +=
+        std::abs(linear.sqnr_after->measured_sqnr_db - linear.sqnr_after->predicted_sqnr_db) <= 1.0;
+    ++count;
+  }
+  if (count == 0) return nullptr;
+  return {{"linears", count},
+          {"measured_sqnr_db_mean_before", before / count},
+          {"measured_sqnr_db_mean", measured / count},
+          {"predicted_sqnr_db_mean", predicted / count},
+          {"linears_predicted_within_1db", within_1db}};
+}
 
 nlohmann::json Totals(const QuantizationReport& report) {
   double min_sqnr = std::numeric_limits<double>::infinity();
@@ -33,6 +110,7 @@ nlohmann::json Totals(const QuantizationReport& report) {
       {"weight_sqnr_db_min", finite > 0 ? nlohmann::json(min_sqnr) : nullptr},
       {"max_error_steps", max_steps},
       {"shard_files", report.shard_files},
+      {"sqnr", SqnrTotals(report)},
   };
 }
 
@@ -44,11 +122,16 @@ nlohmann::json RecipeToJson(const Recipe& recipe) {
       {"block_size", recipe.block_size},
       {"damping", recipe.damping},
       {"cat_hadamard", recipe.cat_hadamard},
+      {"eigen_clip", recipe.eigen_clip},
+      {"normalize_weight_moments", recipe.normalize_weight_moments},
+      {"mixing_seed", recipe.mixing_seed},
       {"smoothquant_alpha", recipe.smoothquant_alpha},
       {"w_bits", recipe.weights.bits},
       {"w_group_size", recipe.weights.group_size},
       {"w_symmetric", recipe.weights.symmetric},
       {"weight_quantizer", std::string(WeightQuantizerName(recipe.weight_quantizer))},
+      {"gptq_damping", recipe.gptq_damping},
+      {"gptq_act_order", recipe.gptq_act_order},
       {"a_bits", recipe.activation_bits},
       {"a_symmetric", recipe.activation_symmetric},
       {"fold_norm_gains", recipe.fold_norm_gains},
@@ -64,19 +147,26 @@ nlohmann::json QuantizationReportToJson(const QuantizationReport& report) {
         {"layer", linear.layer},
         {"site", linear.site},
         {"shape", {linear.rows, linear.cols}},
-        {"weight_sqnr_db", Decibels(linear.weight_sqnr_db)},
+        {"weight_sqnr_db", FiniteOrNull(linear.weight_sqnr_db)},
         {"max_error_steps", linear.max_error_steps},
+        {"sqnr_before", SqnrJson(linear.sqnr_before)},
+        {"sqnr_after", SqnrJson(linear.sqnr_after)},
     });
   }
+  nlohmann::json sites = nlohmann::json::array();
+  for (const SiteReport& site : report.sites) sites.push_back(SiteJson(site));
   return {
       {"catq_report_version", 1},
       {"model",
        {{"dir", report.model_dir}, {"name", report.model_name}, {"num_layers", report.num_layers}}},
       {"recipe", RecipeToJson(report.recipe)},
+      {"calibration", CalibrationJson(report.calibration)},
+      {"sites", sites},
       {"linears", linears},
       {"totals", Totals(report)},
       {"timings_seconds",
        {{"read", report.read_seconds},
+        {"calibration", report.calibration_seconds},
         {"quantize", report.quantize_seconds},
         {"write", report.write_seconds},
         {"total", report.total_seconds}}},

@@ -13,10 +13,12 @@
 #define CATQ_CORE_OUTPUT_QUANTIZATION_REPORT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/cat/recipe.h"
+#include "core/cat/sqnr_analysis.h"
 #include "nlohmann/json.hpp"
 
 namespace catq {
@@ -32,6 +34,45 @@ struct LinearReport {
   double weight_sqnr_db = 0.0;
   // Largest |W - Q(W)| in units of the element's step; <= 0.5 for RTN.
   double max_error_steps = 0.0;
+  // The SQNR decomposition on the calibration samples (sqnr_analysis.h), of
+  // the original weight on the original activations and of the quantized
+  // weight W T^-1 on T x; absent without samples.
+  std::optional<LinearSqnrReport> sqnr_before;
+  std::optional<LinearSqnrReport> sqnr_after;
+};
+
+// One activation site: its transform and the site-level SQNR figures.
+struct SiteReport {
+  std::string key;  // "model.layers.3.mlp_in"
+  int64_t layer = 0;
+  std::string site;
+  int64_t dim = 0;
+  std::string transform = "identity";  // identity, smoothquant, hadamard, cat
+  int64_t block_size = 0;              // k of the block factor, 0 when none
+  int64_t mixing_q = 0;                // q of the mixing matrix, 0 when none
+  // cond_2(T), max |T_b X_b - I| and the blocks that needed damping, clipping
+  // or stayed identity (block CAT only; see BlockCatReport).
+  double condition = 1.0;
+  double max_inverse_residual = 0.0;
+  int64_t damped_blocks = 0;
+  int64_t clipped_blocks = 0;
+  int64_t identity_blocks = 0;
+  int64_t sample_tokens = 0;
+  std::optional<LinearSqnrReport> sqnr_before;  // the site's linears as one
+  std::optional<LinearSqnrReport> sqnr_after;
+  double seconds = 0.0;  // solve, transform, quantize and measure
+};
+
+// Where the calibration statistics came from.
+struct CalibrationReport {
+  std::string source = "none";  // none, text, statistics
+  std::string path;
+  int64_t documents = 0;      // text: documents used
+  int64_t tokens = 0;         // text: tokens run through the model
+  int64_t max_documents = 0;  // the limits asked for (0: none)
+  int64_t max_tokens = 0;
+  int64_t statistics_block_size = 0;  // 0: full Sx matrices
+  double seconds = 0.0;
 };
 
 struct QuantizationReport {
@@ -40,12 +81,15 @@ struct QuantizationReport {
   int64_t num_layers = 0;
   Recipe recipe;
   std::vector<LinearReport> linears;
+  std::vector<SiteReport> sites;  // empty for RTN without calibration
+  CalibrationReport calibration;
   uint64_t input_bytes = 0;   // All input tensors.
   uint64_t output_bytes = 0;  // All output tensors (data, without headers).
   std::vector<std::string> shard_files;
-  double read_seconds = 0.0;      // Reading and converting input weights.
-  double quantize_seconds = 0.0;  // RTN and packing.
-  double write_seconds = 0.0;     // Writing shards, index, config, report.
+  double read_seconds = 0.0;         // Reading and converting input weights.
+  double calibration_seconds = 0.0;  // The calibration forward pass or reading statistics.
+  double quantize_seconds = 0.0;     // Transforms, quantization and packing.
+  double write_seconds = 0.0;        // Writing shards, index, config, report.
   double total_seconds = 0.0;
 };
 

@@ -124,6 +124,8 @@ void ExpectSameStatistics(const SiteStatistics& a, const SiteStatistics& b) {
     EXPECT_LT(RelativeError(a.range_sq_sum(range), b.range_sq_sum(range)), kRoundingTolerance);
   }
   EXPECT_LT(RelativeError(a.norm_sq_sum(), b.norm_sq_sum()), kRoundingTolerance);
+  ASSERT_EQ(a.has_channel_absmax(), b.has_channel_absmax());
+  EXPECT_EQ(a.channel_absmax(), b.channel_absmax());  // a maximum has no rounding
 }
 
 // ---------------------------------------------------------------------------
@@ -288,6 +290,17 @@ TEST(SiteStatistics, MergeOfFourPartsEqualsOnePass) {
     }
     ExpectSameStatistics(merged, one_pass);
   }
+}
+
+TEST(SiteStatistics, ChannelAbsMaxIsTheLargestMagnitudePerChannel) {
+  const RowMatrixXf x = RandomActivations(300, 40, 5);
+  SiteStatistics stats = MakeOrDie(40, {.block_size = 16});
+  ASSERT_TRUE(stats.has_channel_absmax());
+  EXPECT_TRUE(stats.channel_absmax().isZero());
+  ASSERT_OK(stats.Accumulate(x.topRows(120)));
+  ASSERT_OK(stats.Accumulate(x.bottomRows(180)));
+  const Eigen::VectorXd want = x.cwiseAbs().colwise().maxCoeff().transpose().cast<double>();
+  EXPECT_EQ(stats.channel_absmax(), want);
 }
 
 TEST(SiteStatistics, MergeWithItselfDoubles) {
@@ -459,7 +472,8 @@ TEST(SiteStatisticsFile, RoundTripIsBitExactInBothModes) {
   // The layout documented in the header.
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(path);
   ASSERT_OK(file);
-  EXPECT_EQ(file->tensors().size(), 4u * 4u + 1u);
+  EXPECT_EQ(file->tensors().size(), 4u * 5u + 1u);
+  EXPECT_EQ(file->Find("model.layers.0.mlp_in.absmax")->shape, (std::vector<int64_t>{172}));
   EXPECT_EQ(file->Find("model.layers.0.attn_in.sx")->shape, (std::vector<int64_t>{172, 172}));
   EXPECT_EQ(file->Find("model.layers.0.mlp_in.sx")->shape, (std::vector<int64_t>{5, 32, 32}));
   EXPECT_EQ(file->Find("model.layers.0.mlp_in.sx_tail")->shape, (std::vector<int64_t>{12, 12}));
@@ -773,6 +787,26 @@ TEST_F(MalformedFileTest, StrayTensors) {
   raw_ = ValidRaw(4);
   raw_.push_back({{".tokens", DType::kI64, {1}}, std::string(8, '\1')});
   EXPECT_STATUS(Read(), absl::StatusCode::kInvalidArgument, ".tokens: empty site key");
+}
+
+TEST_F(MalformedFileTest, AbsMaxIsOptional) {
+  Remove(".absmax");
+  ASSERT_OK(Read());
+  absl::StatusOr<std::map<std::string, SiteStatistics>> sites =
+      ReadSiteStatistics(dir_.Join("bad.safetensors"));
+  ASSERT_OK(sites);
+  EXPECT_FALSE(sites->begin()->second.has_channel_absmax());
+}
+
+TEST_F(MalformedFileTest, AbsMaxInconsistentWithTheDiagonal) {
+  RawTensor& absmax = Tensor(".absmax");
+  SetF64(absmax, 2, GetF64(absmax, 2) * 1e4);  // larger than any token allows
+  EXPECT_STATUS(Read(), absl::StatusCode::kInvalidArgument,
+                "model.layers.3.mlp_in.absmax: element 2 = ");
+  raw_ = ValidRaw(4);
+  SetF64(Tensor(".absmax"), 5, -1.0);
+  EXPECT_STATUS(Read(), absl::StatusCode::kInvalidArgument,
+                "model.layers.3.mlp_in.absmax: element 5 is -1");
 }
 
 TEST_F(MalformedFileTest, NoSites) {

@@ -166,7 +166,9 @@ TEST_F(InProcessQuantizerTest, FailuresLeaveNothingBehind) {
   Recipe cat;
   cat.method = Method::kCat;
   EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), cat, {}),
-                absl::StatusCode::kUnimplemented, "recipe.method: 'cat'");
+                absl::StatusCode::kInvalidArgument,
+                "recipe.method 'cat' with weight quantizer "
+                "'rtn' needs calibration");
   Recipe w8;
   w8.weights.bits = 8;
   EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), w8, {}),

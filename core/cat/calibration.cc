@@ -1,0 +1,212 @@
+#include "core/cat/calibration.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/cat/folded_norm_weights.h"
+#include "core/model/llama2c_tokenizer.h"
+#include "core/model/text_documents.h"
+#include "core/util/status_macros.h"
+
+namespace catq {
+namespace {
+
+// Accumulates each worker's activations into that worker's statistics, one
+// SiteStatistics per (layer, site), made on first use.
+class StatisticsHook : public SiteHook {
+ public:
+  // sample_offsets[s]: the row of the samples where sequence s starts; the
+  // sequences past the end of the vector, and rows past sample_rows, are not
+  // sampled.
+  StatisticsHook(const LlamaConfig& config, int workers, int64_t block_size,
+                 std::vector<int64_t> sample_offsets, int64_t sample_rows)
+      : config_(config),
+        block_size_(block_size),
+        per_worker_(static_cast<size_t>(workers)),
+        sample_offsets_(std::move(sample_offsets)),
+        sample_rows_(sample_rows) {
+    for (auto& sites : per_worker_) sites.resize(static_cast<size_t>(NumSlots()));
+    if (sample_rows_ > 0) {
+      for (int64_t slot = 0; slot < NumSlots(); ++slot) {
+        samples_.push_back(RowMatrixXf::Zero(sample_rows_, SiteDim(config_, kAllSites[slot % 4])));
+      }
+    }
+  }
+
+  absl::Status OnSite(const SiteCall& call, Eigen::Ref<RowMatrixXf> activations) override {
+    std::unique_ptr<SiteStatistics>& slot =
+        per_worker_[static_cast<size_t>(call.worker)][static_cast<size_t>(Slot(call))];
+    if (slot == nullptr) {
+      CATQ_ASSIGN_OR_RETURN(
+          SiteStatistics created,
+          SiteStatistics::Create(SiteDim(config_, call.site), {.block_size = block_size_}));
+      slot = std::make_unique<SiteStatistics>(std::move(created));
+    }
+    KeepSample(call, activations);
+    return Prefix(SiteStatisticsKey(call.layer, call.site), slot->Accumulate(activations));
+  }
+
+  // Merges the workers' statistics into one map; sites no worker saw are
+  // absent.
+  absl::StatusOr<SiteStatisticsMap> Merge() && {
+    SiteStatisticsMap merged;
+    for (int64_t slot = 0; slot < NumSlots(); ++slot) {
+      const int64_t layer = slot / 4;
+      const Site site = kAllSites[static_cast<size_t>(slot % 4)];
+      for (auto& sites : per_worker_) {
+        std::unique_ptr<SiteStatistics>& part = sites[static_cast<size_t>(slot)];
+        if (part == nullptr) continue;
+        const std::string key = SiteStatisticsKey(layer, site);
+        auto it = merged.find(key);
+        if (it == merged.end()) {
+          merged.emplace(key, std::move(*part));
+        } else {
+          CATQ_RETURN_IF_ERROR(Prefix(key, it->second.Merge(*part)));
+        }
+        part.reset();
+      }
+    }
+    return merged;
+  }
+
+  // The samples by site key (empty when none were asked for).
+  std::map<std::string, RowMatrixXf> TakeSamples() && {
+    std::map<std::string, RowMatrixXf> samples;
+    for (size_t slot = 0; slot < samples_.size(); ++slot) {
+      samples.emplace(SiteStatisticsKey(static_cast<int64_t>(slot) / 4, kAllSites[slot % 4]),
+                      std::move(samples_[slot]));
+    }
+    return samples;
+  }
+
+ private:
+  // Copies the rows of a sampled sequence into its place; sequences own
+  // disjoint rows, so concurrent workers need no lock.
+  void KeepSample(const SiteCall& call, const Eigen::Ref<const RowMatrixXf>& activations) {
+    if (call.sequence >= static_cast<int64_t>(sample_offsets_.size())) return;
+    const int64_t begin = sample_offsets_[static_cast<size_t>(call.sequence)];
+    const int64_t rows = std::min(activations.rows(), sample_rows_ - begin);
+    if (rows <= 0) return;
+    samples_[static_cast<size_t>(Slot(call))].middleRows(begin, rows) = activations.topRows(rows);
+  }
+
+  int64_t NumSlots() const { return config_.num_hidden_layers * 4; }
+  static int64_t Slot(const SiteCall& call) {
+    return call.layer * 4 + static_cast<int64_t>(call.site);
+  }
+
+  const LlamaConfig& config_;
+  const int64_t block_size_;
+  // [worker][layer * 4 + site]
+  std::vector<std::vector<std::unique_ptr<SiteStatistics>>> per_worker_;
+  const std::vector<int64_t> sample_offsets_;
+  const int64_t sample_rows_;
+  std::vector<RowMatrixXf> samples_;  // [layer * 4 + site]
+};
+
+// Where each sampled sequence's rows start: sequences in order until
+// `sample_tokens` rows are covered.
+std::vector<int64_t> SampleOffsets(const std::vector<std::vector<int32_t>>& sequences,
+                                   int64_t sample_tokens, int64_t* sample_rows) {
+  std::vector<int64_t> offsets;
+  int64_t rows = 0;
+  for (const std::vector<int32_t>& sequence : sequences) {
+    if (rows >= sample_tokens) break;
+    offsets.push_back(rows);
+    rows += static_cast<int64_t>(sequence.size());
+  }
+  *sample_rows = std::min(rows, sample_tokens);
+  return offsets;
+}
+
+}  // namespace
+
+std::string SiteStatisticsKey(int64_t layer, Site site) {
+  return absl::StrCat("model.layers.", layer, ".", SiteName(site));
+}
+
+absl::StatusOr<Calibration> CollectSiteStatistics(
+    const LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
+    const CalibrationOptions& options) {
+  if (sequences.empty()) {
+    return absl::InvalidArgumentError("calibration: no sequences to calibrate on");
+  }
+  if (options.sample_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration sample_tokens: ", options.sample_tokens, " must be >= 0"));
+  }
+  if (options.block_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration block_size: ", options.block_size, " must be >= 0"));
+  }
+  ForwardOptions forward = options.forward;
+  FoldedNormWeightProvider folded(model, forward.cache_limit_bytes);
+  ModelWeightProvider plain(model, forward.cache_limit_bytes);
+  forward.weights = options.fold_norm_gains ? static_cast<WeightProvider*>(&folded) : &plain;
+  int64_t sample_rows = 0;
+  std::vector<int64_t> offsets = SampleOffsets(sequences, options.sample_tokens, &sample_rows);
+  StatisticsHook hook(model.config(), ForwardWorkerCount(forward), options.block_size,
+                      std::move(offsets), sample_rows);
+  forward.hooks = {&hook};
+  CATQ_RETURN_IF_ERROR(RunForward(model, sequences, forward));
+  Calibration calibration;
+  CATQ_ASSIGN_OR_RETURN(calibration.statistics, std::move(hook).Merge());
+  calibration.samples = std::move(hook).TakeSamples();
+  calibration.sequences = static_cast<int64_t>(sequences.size());
+  for (const std::vector<int32_t>& sequence : sequences) {
+    calibration.tokens += static_cast<int64_t>(sequence.size());
+  }
+  return calibration;
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
+    Env* env, const LlamaModel& model, const std::string& model_dir, const std::string& text_path,
+    const CalibrationTextOptions& options) {
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> documents, ReadTextDocuments(env, text_path));
+  if (options.max_documents > 0 && static_cast<int64_t>(documents.size()) > options.max_documents) {
+    documents.resize(static_cast<size_t>(options.max_documents));
+  }
+  CATQ_ASSIGN_OR_RETURN(Llama2cTokenizer tokenizer,
+                        Llama2cTokenizer::Load(env, absl::StrCat(model_dir, "/tokenizer.bin"),
+                                               model.config().vocab_size));
+  std::vector<std::vector<int32_t>> sequences;
+  int64_t taken = 0;
+  const size_t context = static_cast<size_t>(model.config().max_position_embeddings);
+  for (std::vector<int32_t>& ids : TokenizeDocuments(tokenizer, documents)) {
+    if (options.max_tokens > 0 && taken >= options.max_tokens) break;
+    if (ids.size() > context) ids.resize(context);
+    if (options.max_tokens > 0) {
+      ids.resize(std::min(ids.size(), static_cast<size_t>(options.max_tokens - taken)));
+    }
+    if (ids.size() < 2) continue;
+    taken += static_cast<int64_t>(ids.size());
+    sequences.push_back(std::move(ids));
+  }
+  if (sequences.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(text_path, ": no document with at least two tokens to calibrate on"));
+  }
+  return sequences;
+}
+
+absl::Status CheckStatisticsCover(const LlamaConfig& config, const SiteStatisticsMap& stats) {
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (Site site : kAllSites) {
+      const std::string key = SiteStatisticsKey(layer, site);
+      auto it = stats.find(key);
+      if (it == stats.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(key, ": no statistics for this site"));
+      }
+      const int64_t want = SiteDim(config, site);
+      if (it->second.dim() != want) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            key, ": dim ", it->second.dim(), ", the model's site has ", want, " channels"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace catq

@@ -1,0 +1,337 @@
+#include "core/output/site_quantizer.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/cat/block_cat.h"
+#include "core/cat/calibration.h"
+#include "core/cat/folded_norm_weights.h"
+#include "core/cat/sqnr_analysis.h"
+#include "core/cat/weight_moments.h"
+#include "core/quant/gptq.h"
+#include "core/quant/rtn.h"
+#include "core/util/status_macros.h"
+
+namespace catq {
+namespace {
+
+// A full Sx costs two d x d eigendecompositions for A_max; above this width
+// the report leaves A_max out.
+constexpr int64_t kMaxDimForMaxAlignment = 4096;
+
+std::vector<Eigen::Ref<const RowMatrixXf>> Views(const std::vector<RowMatrixXf>& weights) {
+  return std::vector<Eigen::Ref<const RowMatrixXf>>(weights.begin(), weights.end());
+}
+
+MixingOptions MixingFor(const Recipe& recipe) {
+  MixingOptions mixing;
+  mixing.seed = recipe.mixing_seed;
+  return mixing;
+}
+
+bool NeedsMixing(const Recipe& recipe) {
+  return recipe.method == Method::kHadamard ||
+         (recipe.method == Method::kCat && recipe.cat_hadamard);
+}
+
+// The diagonal blocks of E[x x^T] for the block CAT partition of `recipe`.
+absl::StatusOr<std::vector<Eigen::MatrixXd>> SecondMomentBlocks(const SiteStatistics& stats,
+                                                                const BlockPartition& partition) {
+  if (stats.is_full()) {
+    CATQ_ASSIGN_OR_RETURN(Eigen::MatrixXd sx, stats.SecondMomentFull());
+    return ExtractDiagonalBlocks(sx, partition);
+  }
+  if (stats.block_size() != partition.block_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "statistics keep blocks of ", stats.block_size(), " channels; block CAT with k = ",
+        partition.block_size(), " needs the full Sx or blocks of ", partition.block_size()));
+  }
+  std::vector<Eigen::MatrixXd> blocks;
+  for (int64_t b = 0; b < stats.NumBlocks(); ++b) {
+    CATQ_ASSIGN_OR_RETURN(Eigen::MatrixXd block, stats.SecondMomentBlock(b));
+    blocks.push_back(std::move(block));
+  }
+  return blocks;
+}
+
+// The recipe's transform of the site, with the block CAT report when solved.
+absl::StatusOr<SiteTransformResult> SolveSiteTransform(const Recipe& recipe,
+                                                       const SiteWeights& weights,
+                                                       const SiteStatistics* stats) {
+  SiteTransformInputs inputs;
+  inputs.dim = weights.dim();
+  inputs.eigen_clip = recipe.eigen_clip;
+  inputs.mixing = MixingFor(recipe);
+  std::vector<Eigen::MatrixXd> sx_blocks;
+  std::vector<Eigen::MatrixXd> sw_blocks;
+  const std::vector<Eigen::Ref<const RowMatrixXf>> views = Views(weights.weights);
+  if (recipe.method == Method::kCat) {
+    CATQ_ASSIGN_OR_RETURN(BlockPartition partition,
+                          BlockPartition::Create(inputs.dim, recipe.block_size));
+    CATQ_ASSIGN_OR_RETURN(sx_blocks, SecondMomentBlocks(*stats, partition));
+    CATQ_ASSIGN_OR_RETURN(
+        sw_blocks,
+        WeightSecondMomentBlocks(views, partition.block_size(),
+                                 {.normalize_by_frobenius = recipe.normalize_weight_moments}));
+    inputs.sx_blocks = sx_blocks;
+    inputs.sw_blocks = sw_blocks;
+  }
+  if (recipe.method == Method::kSmoothQuant) {
+    if (!stats->has_channel_absmax()) {
+      return absl::InvalidArgumentError(
+          "smoothquant needs the per-channel activation maxima (.absmax) in the statistics");
+    }
+    inputs.activation_absmax = stats->channel_absmax();
+    CATQ_ASSIGN_OR_RETURN(inputs.weight_absmax, WeightColumnAbsMax(views));
+  }
+  return MakeSiteTransform(recipe, inputs);
+}
+
+// H = T Sx T^T, the Hessian of the transformed inputs (cat-method.md 4).
+absl::StatusOr<Eigen::MatrixXd> TransformedHessian(const SiteTransform& transform,
+                                                   const SiteStatistics& stats) {
+  if (!stats.is_full()) {
+    return absl::InvalidArgumentError(
+        "gptq needs the full Sx of the site (statistics with block_size 0)");
+  }
+  CATQ_ASSIGN_OR_RETURN(Eigen::MatrixXd sx, stats.SecondMomentFull());
+  RowMatrixXd h = sx;                                        // rows: Sx_i
+  CATQ_RETURN_IF_ERROR(transform.ApplyToActivations(h));     // Sx T^T
+  RowMatrixXd t_sx = h.transpose();                          // T Sx
+  CATQ_RETURN_IF_ERROR(transform.ApplyToActivations(t_sx));  // T Sx T^T
+  return Eigen::MatrixXd(t_sx);
+}
+
+struct QuantizedLinear {
+  PackedLinear packed;
+  RowMatrixXf dequantized;  // what the stored tensors decode to
+};
+
+// RTN, or GPTQ with `hessian`; scales rounded to their storage dtype first.
+absl::StatusOr<QuantizedLinear> QuantizeLinear(const Recipe& recipe, const std::string& module,
+                                               const RowMatrixXf& w,
+                                               const Eigen::MatrixXd* hessian) {
+  const ScaleRounding rounding = StorageScaleRounding(recipe.scale_dtype);
+  absl::StatusOr<QuantizedWeight> qw;
+  if (recipe.weight_quantizer == WeightQuantizer::kRtn) {
+    qw = QuantizeRtn(w, recipe.weights, rounding);
+  } else {
+    GptqOptions gptq;
+    gptq.damping = recipe.gptq_damping;
+    gptq.act_order = recipe.gptq_act_order;
+    gptq.static_groups = recipe.gptq_act_order;  // act order with groups needs them
+    qw = QuantizeGptq(w, *hessian, recipe.weights, gptq, rounding);
+  }
+  CATQ_RETURN_IF_ERROR(Prefix(module, qw.status()));
+  QuantizedLinear result;
+  CATQ_ASSIGN_OR_RETURN(result.packed, PackQuantizedLinear(module, w, *qw, recipe.scale_dtype));
+  result.dequantized = Dequantize(*qw);
+  return result;
+}
+
+SqnrOptions SqnrOptionsFor(const Recipe& recipe, int64_t dim) {
+  SqnrOptions options;
+  options.weights = recipe.weights;
+  options.activation_bits = recipe.activation_bits;
+  options.activation_symmetric = recipe.activation_symmetric;
+  options.compute_max_alignment = dim <= kMaxDimForMaxAlignment;
+  return options;
+}
+
+std::string TransformName(const Recipe& recipe) {
+  switch (recipe.method) {
+    case Method::kRtn:
+      return "identity";
+    case Method::kSmoothQuant:
+      return "smoothquant";
+    case Method::kHadamard:
+      return "hadamard";
+    case Method::kCat:
+      return "cat";
+  }
+  return "identity";
+}
+
+void FillTransformReport(const Recipe& recipe, const SiteTransformResult& solved,
+                         SiteReport& report) {
+  const SiteTransform& t = solved.transform;
+  report.transform = TransformName(recipe);
+  report.block_size = t.block_size();
+  report.mixing_q = t.has_mixing() ? t.mixing()->q() : 0;
+  report.condition = t.ConditionNumber();
+  if (solved.cat_report.has_value()) {
+    report.max_inverse_residual = solved.cat_report->max_inverse_residual;
+    report.damped_blocks = solved.cat_report->damped_blocks;
+    report.clipped_blocks = solved.cat_report->clipped_blocks;
+    report.identity_blocks = solved.cat_report->identity_blocks;
+  }
+}
+
+// SQNR before (W on x) and after (W T^-1 on T x) on the samples, per linear
+// and for the site.
+absl::Status MeasureSqnr(const Recipe& recipe, const SiteWeights& weights,
+                         const std::vector<RowMatrixXf>& transformed,
+                         const std::vector<RowMatrixXf>& dequantized,
+                         const SiteTransform& transform, const RowMatrixXf& samples,
+                         SiteResult& result) {
+  const SqnrOptions options = SqnrOptionsFor(recipe, weights.dim());
+  CATQ_ASSIGN_OR_RETURN(SiteSqnrReport before,
+                        AnalyzeSite(Views(weights.weights), samples, options));
+  RowMatrixXf mixed = samples;
+  CATQ_RETURN_IF_ERROR(transform.ApplyToActivations(mixed));
+  CATQ_ASSIGN_OR_RETURN(SiteSqnrReport after,
+                        AnalyzeSite(Views(transformed), mixed, options, dequantized));
+  for (size_t i = 0; i < result.linears.size(); ++i) {
+    result.linears[i].sqnr_before = before.linears[i];
+    result.linears[i].sqnr_after = after.linears[i];
+  }
+  result.report.sqnr_before = before.sum;
+  result.report.sqnr_after = after.sum;
+  result.report.sample_tokens = samples.rows();
+  return absl::OkStatus();
+}
+
+SiteRecord RecordOf(const SiteWeights& weights, const SiteTransform& transform) {
+  SiteRecord record;
+  record.layer = static_cast<int>(weights.layer);
+  record.site = std::string(SiteName(weights.site));
+  record.online = !transform.is_identity();
+  record.hadamard = transform.has_mixing();
+  record.block_size = static_cast<int>(transform.block_size());
+  record.folded = false;
+  return record;
+}
+
+absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const SiteWeights& weights,
+                                                  const SiteStatistics* stats,
+                                                  const RowMatrixXf* samples) {
+  const auto start = std::chrono::steady_clock::now();
+  if (weights.weights.empty()) return absl::InvalidArgumentError("no weights read the site");
+  if (stats == nullptr && RecipeNeedsStatistics(recipe)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("method ", MethodName(recipe.method), " with the ",
+                     WeightQuantizerName(recipe.weight_quantizer),
+                     " weight quantizer needs calibration statistics"));
+  }
+  if (stats != nullptr && stats->dim() != weights.dim()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("statistics have dim ", stats->dim(), ", the site's weights ", weights.dim()));
+  }
+  CATQ_ASSIGN_OR_RETURN(SiteTransformResult solved, SolveSiteTransform(recipe, weights, stats));
+  const SiteTransform& transform = solved.transform;
+  std::optional<Eigen::MatrixXd> hessian;
+  if (recipe.weight_quantizer == WeightQuantizer::kGptq) {
+    CATQ_ASSIGN_OR_RETURN(hessian, TransformedHessian(transform, *stats));
+  }
+  SiteResult result;
+  result.record = RecordOf(weights, transform);
+  result.online = transform.ExportTensors();
+  std::vector<RowMatrixXf> transformed;
+  std::vector<RowMatrixXf> dequantized;
+  for (size_t i = 0; i < weights.weights.size(); ++i) {
+    CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, transform.TransformWeight(weights.weights[i]));
+    CATQ_ASSIGN_OR_RETURN(
+        QuantizedLinear quantized,
+        QuantizeLinear(recipe, weights.modules[i], w, hessian.has_value() ? &*hessian : nullptr));
+    PackedLinear& packed = quantized.packed;
+    dequantized.push_back(std::move(quantized.dequantized));
+    LinearReport linear;
+    linear.module = weights.modules[i];
+    linear.layer = weights.layer;
+    linear.site = std::string(SiteName(weights.site));
+    linear.rows = w.rows();
+    linear.cols = w.cols();
+    linear.weight_sqnr_db = packed.weight_sqnr_db;
+    linear.max_error_steps = packed.max_error_steps;
+    result.linears.push_back(std::move(linear));
+    result.packed.push_back(std::move(packed));
+    transformed.push_back(std::move(w));
+  }
+  result.report.key = SiteStatisticsKey(weights.layer, weights.site);
+  result.report.layer = weights.layer;
+  result.report.site = std::string(SiteName(weights.site));
+  result.report.dim = weights.dim();
+  FillTransformReport(recipe, solved, result.report);
+  if (samples != nullptr && samples->rows() > 0) {
+    CATQ_RETURN_IF_ERROR(
+        MeasureSqnr(recipe, weights, transformed, dequantized, transform, *samples, result));
+  }
+  result.report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace
+
+std::vector<LinearKind> LinearsOfSite(Site site) {
+  std::vector<LinearKind> kinds;
+  for (LinearKind kind : kAllLinearKinds) {
+    if (SiteOfLinear(kind) == site) kinds.push_back(kind);
+  }
+  return kinds;
+}
+
+absl::StatusOr<SiteWeights> ReadSiteWeights(const LlamaModel& model, int64_t layer, Site site,
+                                            const Recipe& recipe) {
+  SiteWeights weights;
+  weights.layer = layer;
+  weights.site = site;
+  weights.kinds = LinearsOfSite(site);
+  const std::optional<NormKind> norm = SitePrecedingNorm(site);
+  std::vector<float> gain;
+  if (recipe.fold_norm_gains && norm.has_value()) {
+    CATQ_ASSIGN_OR_RETURN(gain, model.GetFloat(NormWeightName(layer, *norm)));
+  }
+  for (LinearKind kind : weights.kinds) {
+    CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, model.LinearWeight(layer, kind));
+    if (!gain.empty()) {
+      CATQ_RETURN_IF_ERROR(Prefix(NormWeightName(layer, *norm), FoldNormGainIntoColumns(gain, w)));
+    }
+    weights.modules.push_back(LinearModuleName(layer, kind));
+    weights.weights.push_back(std::move(w));
+  }
+  return weights;
+}
+
+bool RecipeNeedsStatistics(const Recipe& recipe) {
+  return recipe.method == Method::kSmoothQuant || recipe.method == Method::kCat ||
+         recipe.weight_quantizer == WeightQuantizer::kGptq;
+}
+
+absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, const SiteWeights& weights,
+                                        const SiteStatistics* stats, const RowMatrixXf* samples) {
+  absl::StatusOr<SiteResult> result = QuantizeSiteUnprefixed(recipe, weights, stats, samples);
+  if (!result.ok()) {
+    return Prefix(SiteStatisticsKey(weights.layer, weights.site), result.status());
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& recipe, int64_t layer,
+                                                               Site site, int64_t dim) {
+  const std::string prefix = absl::StrCat("model.layers.", layer, ".catq.", SiteName(site));
+  std::vector<TensorSpec> specs;
+  if (recipe.method == Method::kSmoothQuant) {
+    specs.push_back({absl::StrCat(prefix, ".blocks"), DType::kF32, {dim, 1, 1}});
+  }
+  if (recipe.method == Method::kCat) {
+    CATQ_ASSIGN_OR_RETURN(BlockPartition partition, BlockPartition::Create(dim, recipe.block_size));
+    const int64_t k = partition.block_size();
+    specs.push_back(
+        {absl::StrCat(prefix, ".blocks"), DType::kF32, {partition.num_full_blocks(), k, k}});
+    if (partition.tail_size() > 0) {
+      const int64_t r = partition.tail_size();
+      specs.push_back({absl::StrCat(prefix, ".blocks_tail"), DType::kF32, {r, r}});
+    }
+  }
+  if (NeedsMixing(recipe)) {
+    CATQ_ASSIGN_OR_RETURN(MixingMatrix mixing, MixingMatrix::Create(dim, MixingFor(recipe)));
+    if (mixing.q() > 1) {
+      specs.push_back({absl::StrCat(prefix, ".rot_q"), DType::kF32, {mixing.q(), mixing.q()}});
+    }
+  }
+  return specs;
+}
+
+}  // namespace catq

@@ -1,0 +1,88 @@
+// File: core/output/site_quantizer.h
+//
+// One site task (architecture.md section 2, step 4): for one activation site
+// of one layer, solve the recipe's transform T from the calibration
+// statistics, transform the weights reading the site (W T^-1), quantize them
+// (RTN or GPTQ with the transformed Hessian T Sx T^T), pack them, and measure
+// the SQNR before and after on the activation samples. The in-process
+// quantizer and the workers run exactly this.
+//
+//   CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model, layer, site, recipe));
+//   CATQ_ASSIGN_OR_RETURN(SiteResult result,
+//                         QuantizeSite(recipe, weights, &stats, &samples));
+//   for (const PackedLinear& p : result.packed) ...  // one per linear, in weights' order
+//
+// Thread-safety: pure; concurrent calls on different sites are safe.
+#ifndef CATQ_CORE_OUTPUT_SITE_QUANTIZER_H_
+#define CATQ_CORE_OUTPUT_SITE_QUANTIZER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/cat/recipe.h"
+#include "core/cat/site_statistics.h"
+#include "core/cat/site_transform.h"
+#include "core/model/llama_model.h"
+#include "core/output/packed_linear.h"
+#include "core/output/quantization_config.h"
+#include "core/output/quantization_report.h"
+
+namespace catq {
+
+// The linears reading one site, as the transform sees them.
+struct SiteWeights {
+  int64_t layer = 0;
+  Site site = Site::kAttnIn;
+  std::vector<LinearKind> kinds;
+  std::vector<std::string> modules;  // "model.layers.0.self_attn.q_proj", ...
+  // [out, dim] float32, with the preceding norm's gain folded into the
+  // columns when the recipe folds gains.
+  std::vector<RowMatrixXf> weights;
+  int64_t dim() const { return weights.empty() ? 0 : weights[0].cols(); }
+};
+
+// LinearsOfSite: the kinds reading `site`, in kAllLinearKinds order
+// (q, k, v; o; gate, up; down).
+std::vector<LinearKind> LinearsOfSite(Site site);
+
+// ReadSiteWeights: the site's weights from `model` (norm gain folded in when
+// recipe.fold_norm_gains). Errors name the tensor.
+absl::StatusOr<SiteWeights> ReadSiteWeights(const LlamaModel& model, int64_t layer, Site site,
+                                            const Recipe& recipe);
+
+struct SiteResult {
+  SiteRecord record;            // quantization_config's entry
+  SiteTransformTensors online;  // the tensors stored for the online transform
+  std::vector<PackedLinear> packed;
+  std::vector<LinearReport> linears;
+  SiteReport report;
+};
+
+// QuantizeSite
+//
+// `stats` may be null only for recipes that need none (rtn with the rtn
+// weight quantizer); `samples` [tokens, dim] may be null or empty (no SQNR
+// figures then). Errors (InvalidArgument, prefixed with the site key): the
+// statistics do not match the site (dim, block size: block CAT with k needs
+// statistics in full or with blocks of k), SmoothQuant without the channel
+// maxima, GPTQ without the full Sx, and the engine's errors.
+absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, const SiteWeights& weights,
+                                        const SiteStatistics* stats, const RowMatrixXf* samples);
+
+// RecipeNeedsStatistics: whether QuantizeSite needs `stats` for `recipe`.
+bool RecipeNeedsStatistics(const Recipe& recipe);
+
+// PlanSiteTransformSpecs
+//
+// The F32 tensor specs the site's online transform will store, known from the
+// recipe and the site's dimension before anything is solved (the writer needs
+// every spec up front). Empty for rtn. Errors from MixingMatrix::Create.
+absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& recipe, int64_t layer,
+                                                               Site site, int64_t dim);
+
+}  // namespace catq
+
+#endif  // CATQ_CORE_OUTPUT_SITE_QUANTIZER_H_

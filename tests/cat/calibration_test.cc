@@ -1,0 +1,220 @@
+// Tests of CollectSiteStatistics and the calibration text: statistics equal
+// those of the activations the forward pass produces, on any thread count,
+// with and without folded norm gains.
+#include "core/cat/calibration.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "core/cat/folded_norm_weights.h"
+#include "core/model/llama2c_import.h"
+#include "core/model/synth.h"
+#include "tests/util/status_matchers.h"
+#include "tests/util/test_env.h"
+
+namespace catq {
+namespace {
+
+// Keeps every activation of one site, in sequence order.
+class CaptureHook : public SiteHook {
+ public:
+  CaptureHook(int64_t layer, Site site, int64_t sequences)
+      : layer_(layer), site_(site), rows_(static_cast<size_t>(sequences)) {}
+  absl::Status OnSite(const SiteCall& call, Eigen::Ref<RowMatrixXf> x) override {
+    if (call.layer == layer_ && call.site == site_) rows_[static_cast<size_t>(call.sequence)] = x;
+    return absl::OkStatus();
+  }
+  RowMatrixXf All() const {
+    int64_t total = 0;
+    for (const RowMatrixXf& r : rows_) total += r.rows();
+    RowMatrixXf all(total, rows_[0].cols());
+    int64_t at = 0;
+    for (const RowMatrixXf& r : rows_) {
+      all.middleRows(at, r.rows()) = r;
+      at += r.rows();
+    }
+    return all;
+  }
+
+ private:
+  const int64_t layer_;
+  const Site site_;
+  std::vector<RowMatrixXf> rows_;
+};
+
+class CalibrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SynthOptions options;
+    options.preset = "tiny";
+    ASSERT_OK(WriteSyntheticModel(Env::Default(), options, dir_.Join("m")));
+    absl::StatusOr<LlamaModel> model = LlamaModel::Open(dir_.Join("m"));
+    ASSERT_OK(model);
+    model_ = std::make_unique<LlamaModel>(std::move(*model));
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int32_t> token(
+        3, static_cast<int32_t>(model_->config().vocab_size) - 1);
+    for (int64_t length : {40, 3, 97, 64, 12, 80}) {
+      std::vector<int32_t> ids = {1};
+      for (int64_t i = 1; i < length; ++i) ids.push_back(token(rng));
+      sequences_.push_back(ids);
+    }
+  }
+
+  absl::StatusOr<Calibration> Collect(int threads, bool fold, int64_t block_size = 0,
+                                      int64_t samples = 100) {
+    CalibrationOptions options;
+    options.forward.num_threads = threads;
+    options.forward.max_batch_tokens = 128;
+    options.fold_norm_gains = fold;
+    options.block_size = block_size;
+    options.sample_tokens = samples;
+    return CollectSiteStatistics(*model_, sequences_, options);
+  }
+
+  // The activations of (layer, site) as the forward pass makes them.
+  RowMatrixXf Activations(int64_t layer, Site site, bool fold) {
+    CaptureHook hook(layer, site, static_cast<int64_t>(sequences_.size()));
+    FoldedNormWeightProvider folded(*model_);
+    ModelWeightProvider plain(*model_);
+    ForwardOptions options;
+    options.num_threads = 1;
+    options.weights = fold ? static_cast<WeightProvider*>(&folded) : &plain;
+    options.hooks = {&hook};
+    EXPECT_OK(RunForward(*model_, sequences_, options));
+    return hook.All();
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<LlamaModel> model_;
+  std::vector<std::vector<int32_t>> sequences_;
+};
+
+TEST_F(CalibrationTest, EverySiteOfEveryLayerWithTheSiteWidth) {
+  absl::StatusOr<Calibration> calib = Collect(2, true);
+  ASSERT_OK(calib);
+  const LlamaConfig& config = model_->config();
+  EXPECT_EQ(calib->statistics.size(), static_cast<size_t>(4 * config.num_hidden_layers));
+  EXPECT_OK(CheckStatisticsCover(config, calib->statistics));
+  EXPECT_EQ(calib->sequences, 6);
+  EXPECT_EQ(calib->tokens, 40 + 3 + 97 + 64 + 12 + 80);
+  for (const auto& [key, stats] : calib->statistics) {
+    EXPECT_EQ(stats.tokens(), calib->tokens) << key;
+    EXPECT_TRUE(stats.is_full()) << key;
+  }
+  EXPECT_EQ(calib->statistics.at("model.layers.1.mlp_out").dim(), 172);
+  EXPECT_EQ(calib->samples.at("model.layers.1.mlp_out").rows(), 100);
+}
+
+TEST_F(CalibrationTest, StatisticsAndSamplesAreThoseOfTheForwardActivations) {
+  for (bool fold : {true, false}) {
+    SCOPED_TRACE(fold ? "folded gains" : "plain gains");
+    absl::StatusOr<Calibration> calib = Collect(2, fold);
+    ASSERT_OK(calib);
+    for (Site site : {Site::kAttnIn, Site::kMlpOut}) {
+      const RowMatrixXf x = Activations(1, site, fold);
+      const RowMatrixXd xd = x.cast<double>();
+      const Eigen::MatrixXd want = xd.transpose() * xd;
+      const std::string key = SiteStatisticsKey(1, site);
+      absl::StatusOr<Eigen::MatrixXd> got = calib->statistics.at(key).SumFull();
+      ASSERT_OK(got);
+      EXPECT_LT((*got - want).cwiseAbs().maxCoeff(), 1e-9 * want.cwiseAbs().maxCoeff()) << key;
+      EXPECT_EQ(calib->samples.at(key), x.topRows(100)) << key;
+    }
+  }
+}
+
+TEST_F(CalibrationTest, FoldingDividesTheNormInputsByTheGain) {
+  absl::StatusOr<Calibration> folded = Collect(1, true);
+  absl::StatusOr<Calibration> plain = Collect(1, false);
+  ASSERT_OK(folded);
+  ASSERT_OK(plain);
+  absl::StatusOr<std::vector<float>> gain =
+      model_->GetFloat(NormWeightName(0, NormKind::kPostAttentionLayernorm));
+  ASSERT_OK(gain);
+  const Eigen::VectorXd g =
+      Eigen::Map<const Eigen::VectorXf>(gain->data(), gain->size()).cast<double>();
+  absl::StatusOr<Eigen::MatrixXd> a = folded->statistics.at("model.layers.0.mlp_in").SumFull();
+  absl::StatusOr<Eigen::MatrixXd> b = plain->statistics.at("model.layers.0.mlp_in").SumFull();
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  // x_plain = g . x_folded, so Sx_plain = D Sx_folded D.
+  const Eigen::MatrixXd expect = g.asDiagonal() * *a * g.asDiagonal();
+  EXPECT_LT((expect - *b).cwiseAbs().maxCoeff(), 1e-5 * b->cwiseAbs().maxCoeff());
+  // Sites after no norm are the same either way (the model's function is).
+  absl::StatusOr<Eigen::MatrixXd> c = folded->statistics.at("model.layers.1.mlp_out").SumFull();
+  absl::StatusOr<Eigen::MatrixXd> d = plain->statistics.at("model.layers.1.mlp_out").SumFull();
+  EXPECT_LT((*c - *d).cwiseAbs().maxCoeff(), 1e-4 * d->cwiseAbs().maxCoeff());
+}
+
+TEST_F(CalibrationTest, SameResultOnAnyThreadCount) {
+  absl::StatusOr<Calibration> one = Collect(1, true, 16);
+  absl::StatusOr<Calibration> three = Collect(3, true, 16);
+  ASSERT_OK(one);
+  ASSERT_OK(three);
+  for (const auto& [key, stats] : one->statistics) {
+    const SiteStatistics& other = three->statistics.at(key);
+    ASSERT_EQ(stats.block_size(), 16) << key;
+    for (int64_t b = 0; b < stats.NumBlocks(); ++b) {
+      absl::StatusOr<Eigen::MatrixXd> x = stats.SumBlock(b);
+      absl::StatusOr<Eigen::MatrixXd> y = other.SumBlock(b);
+      EXPECT_LT((*x - *y).cwiseAbs().maxCoeff(), 1e-9 * x->cwiseAbs().maxCoeff()) << key;
+    }
+    EXPECT_EQ(stats.channel_absmax(), other.channel_absmax()) << key;
+    EXPECT_EQ(one->samples.at(key), three->samples.at(key)) << key;
+  }
+}
+
+TEST_F(CalibrationTest, BadInputIsNamed) {
+  EXPECT_STATUS(CollectSiteStatistics(*model_, {}, {}), absl::StatusCode::kInvalidArgument,
+                "no sequences");
+  sequences_[2][5] = 100000;
+  EXPECT_STATUS(Collect(1, true), absl::StatusCode::kInvalidArgument, "sequence 2");
+  sequences_[2][5] = 5;
+  absl::StatusOr<Calibration> calib = Collect(1, true);
+  ASSERT_OK(calib);
+  SiteStatisticsMap missing = calib->statistics;
+  missing.erase("model.layers.1.attn_out");
+  EXPECT_STATUS(CheckStatisticsCover(model_->config(), missing), absl::StatusCode::kInvalidArgument,
+                "model.layers.1.attn_out: no statistics");
+  SiteStatisticsMap wrong = calib->statistics;
+  wrong.erase("model.layers.0.mlp_out");
+  wrong.emplace("model.layers.0.mlp_out", *SiteStatistics::Create(64));
+  EXPECT_STATUS(CheckStatisticsCover(model_->config(), wrong), absl::StatusCode::kInvalidArgument,
+                "model.layers.0.mlp_out: dim 64, the model's site has 172 channels");
+}
+
+TEST(CalibrationText, FirstDocumentsWithinTheTokenBudget) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_OK(ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
+                          testing::SharedPath("models/stories260K/tok512.bin"), dir.Join("hf")));
+  absl::StatusOr<LlamaModel> model = LlamaModel::Open(dir.Join("hf"));
+  ASSERT_OK(model);
+  const std::string text = testing::SharedPath("data/tinystories_197k.txt");
+  absl::StatusOr<std::vector<std::vector<int32_t>>> first64 =
+      CalibrationSequencesFromText(Env::Default(), *model, dir.Join("hf"), text, {64, 0});
+  ASSERT_OK(first64);
+  EXPECT_EQ(first64->size(), 64u);
+  int64_t tokens = 0;
+  for (const auto& ids : *first64) {
+    EXPECT_EQ(ids[0], 1);
+    EXPECT_LE(ids.size(), 512u);
+    tokens += static_cast<int64_t>(ids.size());
+  }
+  absl::StatusOr<std::vector<std::vector<int32_t>>> budget =
+      CalibrationSequencesFromText(Env::Default(), *model, dir.Join("hf"), text, {0, 1000});
+  ASSERT_OK(budget);
+  int64_t budget_tokens = 0;
+  for (const auto& ids : *budget) budget_tokens += static_cast<int64_t>(ids.size());
+  EXPECT_EQ(budget_tokens, 1000);
+  EXPECT_EQ((*budget)[0], (*first64)[0]);
+  EXPECT_STATUS(CalibrationSequencesFromText(Env::Default(), *model, dir.Join("hf"),
+                                             dir.Join("absent.txt"), {}),
+                absl::StatusCode::kNotFound, "absent.txt");
+}
+
+}  // namespace
+}  // namespace catq
