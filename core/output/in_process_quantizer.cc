@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/io/staged_directory.h"
 #include "core/model/llama_model.h"
+#include "core/output/calibration_data.h"
 #include "core/output/output_names.h"
 #include "core/output/output_plan.h"
 #include "core/output/packed_linear.h"
@@ -33,12 +34,6 @@ double SecondsSince(Env* env, uint64_t start_micros) {
   return static_cast<double>(env->NowMicros() - start_micros) * 1e-6;
 }
 
-// Statistics and samples the site tasks read; empty for rtn.
-struct SiteInputs {
-  SiteStatisticsMap statistics;
-  std::map<std::string, RowMatrixXf> samples;
-};
-
 absl::Status CheckRecipeSupported(const Recipe& recipe, const CalibrationInput& calibration) {
   CATQ_RETURN_IF_ERROR(Prefix("recipe", recipe.Validate()));
   if (!calibration.text_path.empty() && !calibration.statistics_path.empty()) {
@@ -52,55 +47,6 @@ absl::Status CheckRecipeSupported(const Recipe& recipe, const CalibrationInput& 
         "' needs calibration: a text file (--calib-text) or statistics (--calib-stats)"));
   }
   return absl::OkStatus();
-}
-
-// The block size of statistics collected for `recipe`: full matrices where
-// every site is small enough (they serve any k, GPTQ and A_max), else the
-// diagonal blocks of k.
-int64_t StatisticsBlockSize(const LlamaConfig& config, const Recipe& recipe) {
-  constexpr int64_t kMaxFullDim = 8192;
-  for (Site site : kAllSites) {
-    if (SiteDim(config, site) > kMaxFullDim) {
-      return recipe.method == Method::kCat ? recipe.block_size : 1;
-    }
-  }
-  return 0;
-}
-
-absl::StatusOr<SiteInputs> Calibrate(Env* env, const LlamaModel& model,
-                                     const std::string& model_dir, const Recipe& recipe,
-                                     const CalibrationInput& input, CalibrationReport* report) {
-  SiteInputs inputs;
-  if (input.empty()) return inputs;
-  const uint64_t start = env->NowMicros();
-  if (!input.statistics_path.empty()) {
-    report->source = "statistics";
-    report->path = input.statistics_path;
-    CATQ_ASSIGN_OR_RETURN(inputs.statistics, ReadSiteStatistics(input.statistics_path, env));
-  } else {
-    report->source = "text";
-    report->path = input.text_path;
-    report->max_documents = input.text.max_documents;
-    report->max_tokens = input.text.max_tokens;
-    CATQ_ASSIGN_OR_RETURN(
-        std::vector<std::vector<int32_t>> sequences,
-        CalibrationSequencesFromText(env, model, model_dir, input.text_path, input.text));
-    CalibrationOptions options;
-    options.block_size = StatisticsBlockSize(model.config(), recipe);
-    options.fold_norm_gains = recipe.fold_norm_gains;
-    options.sample_tokens = input.sample_tokens;
-    options.forward.num_threads = input.threads;
-    CATQ_ASSIGN_OR_RETURN(Calibration calibration,
-                          CollectSiteStatistics(model, sequences, options));
-    report->documents = calibration.sequences;
-    report->tokens = calibration.tokens;
-    report->statistics_block_size = options.block_size;
-    inputs.statistics = std::move(calibration.statistics);
-    inputs.samples = std::move(calibration.samples);
-  }
-  CATQ_RETURN_IF_ERROR(CheckStatisticsCover(model.config(), inputs.statistics));
-  report->seconds = SecondsSince(env, start);
-  return inputs;
 }
 
 std::string TensorSuffix(absl::string_view name) {
@@ -130,7 +76,8 @@ absl::StatusOr<std::string> OnlineTensorBytes(const SiteTransformTensors& online
 class PlanWriter {
  public:
   PlanWriter(Env* env, const LlamaModel& model, const Recipe& recipe,
-             const InProcessOptions& options, const SiteInputs& inputs, QuantizationReport* report)
+             const InProcessOptions& options, const CalibrationData& inputs,
+             QuantizationReport* report)
       : env_(env),
         model_(model),
         recipe_(recipe),
@@ -237,7 +184,7 @@ class PlanWriter {
   const LlamaModel& model_;
   const Recipe& recipe_;
   const InProcessOptions& options_;
-  const SiteInputs& inputs_;
+  const CalibrationData& inputs_;
   QuantizationReport* const report_;
   int64_t total_linears_ = 0;
   int64_t cached_layer_ = -1;
@@ -303,8 +250,9 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
   CATQ_ASSIGN_OR_RETURN(
       std::unique_ptr<ShardedSafetensorsWriter> writer,
       ShardedSafetensorsWriter::Create(env, staged->path(), plan.TensorSpecs(), writer_options));
-  CATQ_ASSIGN_OR_RETURN(SiteInputs inputs, Calibrate(env, model, model_dir, recipe,
-                                                     options.calibration, &report.calibration));
+  CATQ_ASSIGN_OR_RETURN(
+      CalibrationData inputs,
+      LoadCalibration(env, model, model_dir, recipe, options.calibration, &report.calibration));
   report.calibration_seconds = report.calibration.seconds;
   PlanWriter plan_writer(env, model, recipe, options, inputs, &report);
   CATQ_RETURN_IF_ERROR(plan_writer.WriteAll(plan, *writer));

@@ -24,27 +24,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "core/cat/calibration.h"
 #include "core/cat/recipe.h"
 #include "core/io/env.h"
+#include "core/output/calibration_data.h"
 #include "core/output/quantization_report.h"
 
 namespace catq {
-
-// Where the calibration statistics of methods other than rtn come from: a
-// text file run through the model, or a precomputed statistics file
-// (site_statistics.h), not both.
-struct CalibrationInput {
-  std::string text_path;
-  std::string statistics_path;
-  CalibrationTextOptions text;
-  // Activation tokens kept per site to measure SQNR before and after (0:
-  // none). Text calibration only.
-  int64_t sample_tokens = 512;
-  // Forward worker threads (0: all cores).
-  int threads = 0;
-  bool empty() const { return text_path.empty() && statistics_path.empty(); }
-};
 
 struct InProcessOptions {
   CalibrationInput calibration;

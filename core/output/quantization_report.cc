@@ -28,7 +28,9 @@ nlohmann::json SqnrJson(const std::optional<LinearSqnrReport>& r) {
   };
 }
 
-nlohmann::json SiteJson(const SiteReport& site) {
+}  // namespace
+
+nlohmann::json SiteReportToJson(const SiteReport& site) {
   return {
       {"key", site.key},
       {"layer", site.layer},
@@ -48,6 +50,8 @@ nlohmann::json SiteJson(const SiteReport& site) {
       {"seconds", site.seconds},
   };
 }
+
+namespace {
 
 nlohmann::json CalibrationJson(const CalibrationReport& c) {
   return {
@@ -139,22 +143,26 @@ nlohmann::json RecipeToJson(const Recipe& recipe) {
   };
 }
 
+nlohmann::json LinearReportToJson(const LinearReport& linear) {
+  return {
+      {"module", linear.module},
+      {"layer", linear.layer},
+      {"site", linear.site},
+      {"shape", {linear.rows, linear.cols}},
+      {"weight_sqnr_db", FiniteOrNull(linear.weight_sqnr_db)},
+      {"max_error_steps", linear.max_error_steps},
+      {"sqnr_before", SqnrJson(linear.sqnr_before)},
+      {"sqnr_after", SqnrJson(linear.sqnr_after)},
+  };
+}
+
 nlohmann::json QuantizationReportToJson(const QuantizationReport& report) {
   nlohmann::json linears = nlohmann::json::array();
   for (const LinearReport& linear : report.linears) {
-    linears.push_back({
-        {"module", linear.module},
-        {"layer", linear.layer},
-        {"site", linear.site},
-        {"shape", {linear.rows, linear.cols}},
-        {"weight_sqnr_db", FiniteOrNull(linear.weight_sqnr_db)},
-        {"max_error_steps", linear.max_error_steps},
-        {"sqnr_before", SqnrJson(linear.sqnr_before)},
-        {"sqnr_after", SqnrJson(linear.sqnr_after)},
-    });
+    linears.push_back(LinearReportToJson(linear));
   }
   nlohmann::json sites = nlohmann::json::array();
-  for (const SiteReport& site : report.sites) sites.push_back(SiteJson(site));
+  for (const SiteReport& site : report.sites) sites.push_back(SiteReportToJson(site));
   return {
       {"catq_report_version", 1},
       {"model",

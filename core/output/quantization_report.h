@@ -97,6 +97,11 @@ struct QuantizationReport {
 // "totals": {...}, "timings_seconds": {...}}.
 nlohmann::json QuantizationReportToJson(const QuantizationReport& report);
 
+// One site's and one linear's entries of the report, as in "sites" and
+// "linears" (also printed by `catq analyze --json`).
+nlohmann::json SiteReportToJson(const SiteReport& site);
+nlohmann::json LinearReportToJson(const LinearReport& linear);
+
 // The recipe as JSON, every field by its option name (also used in the report
 // and by the CLI's --json output).
 nlohmann::json RecipeToJson(const Recipe& recipe);

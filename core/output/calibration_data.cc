@@ -1,0 +1,63 @@
+#include "core/output/calibration_data.h"
+
+#include <utility>
+#include <vector>
+
+#include "core/util/status_macros.h"
+
+namespace catq {
+namespace {
+
+// The block size of statistics collected for `recipe`: full matrices where
+// every site is small enough (they serve any k, GPTQ and A_max), else the
+// diagonal blocks of k.
+int64_t StatisticsBlockSize(const LlamaConfig& config, const Recipe& recipe) {
+  constexpr int64_t kMaxFullDim = 8192;
+  for (Site site : kAllSites) {
+    if (SiteDim(config, site) > kMaxFullDim) {
+      return recipe.method == Method::kCat ? recipe.block_size : 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& model,
+                                                const std::string& model_dir, const Recipe& recipe,
+                                                const CalibrationInput& input,
+                                                CalibrationReport* report) {
+  CalibrationData inputs;
+  if (input.empty()) return inputs;
+  const uint64_t start = env->NowMicros();
+  if (!input.statistics_path.empty()) {
+    report->source = "statistics";
+    report->path = input.statistics_path;
+    CATQ_ASSIGN_OR_RETURN(inputs.statistics, ReadSiteStatistics(input.statistics_path, env));
+  } else {
+    report->source = "text";
+    report->path = input.text_path;
+    report->max_documents = input.text.max_documents;
+    report->max_tokens = input.text.max_tokens;
+    CATQ_ASSIGN_OR_RETURN(
+        std::vector<std::vector<int32_t>> sequences,
+        CalibrationSequencesFromText(env, model, model_dir, input.text_path, input.text));
+    CalibrationOptions options;
+    options.block_size = StatisticsBlockSize(model.config(), recipe);
+    options.fold_norm_gains = recipe.fold_norm_gains;
+    options.sample_tokens = input.sample_tokens;
+    options.forward.num_threads = input.threads;
+    CATQ_ASSIGN_OR_RETURN(Calibration calibration,
+                          CollectSiteStatistics(model, sequences, options));
+    report->documents = calibration.sequences;
+    report->tokens = calibration.tokens;
+    report->statistics_block_size = options.block_size;
+    inputs.statistics = std::move(calibration.statistics);
+    inputs.samples = std::move(calibration.samples);
+  }
+  CATQ_RETURN_IF_ERROR(CheckStatisticsCover(model.config(), inputs.statistics));
+  report->seconds = static_cast<double>(env->NowMicros() - start) * 1e-6;
+  return inputs;
+}
+
+}  // namespace catq

@@ -1,0 +1,65 @@
+// File: core/output/calibration_data.h
+//
+// The calibration a quantization job reads: where it comes from
+// (CalibrationInput: a text file run through the model, or a precomputed
+// statistics file) and what it yields (CalibrationData: the statistics of
+// every site and, from text, activation samples to measure SQNR on). The
+// in-process quantizer, `catq analyze` and the workers load it the same way.
+//
+//   CATQ_ASSIGN_OR_RETURN(CalibrationData data,
+//                         LoadCalibration(env, model, dir, recipe, input, &report.calibration));
+//
+// Thread-safety: LoadCalibration is safe to call concurrently.
+#ifndef CATQ_CORE_OUTPUT_CALIBRATION_DATA_H_
+#define CATQ_CORE_OUTPUT_CALIBRATION_DATA_H_
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/cat/calibration.h"
+#include "core/cat/recipe.h"
+#include "core/io/env.h"
+#include "core/model/llama_model.h"
+#include "core/output/quantization_report.h"
+
+namespace catq {
+
+// Where the calibration statistics of methods other than rtn come from: a
+// text file run through the model, or a precomputed statistics file
+// (site_statistics.h), not both.
+struct CalibrationInput {
+  std::string text_path;
+  std::string statistics_path;
+  CalibrationTextOptions text;
+  // Activation tokens kept per site to measure SQNR before and after (0:
+  // none). Text calibration only.
+  int64_t sample_tokens = 512;
+  // Forward worker threads (0: all cores).
+  int threads = 0;
+  bool empty() const { return text_path.empty() && statistics_path.empty(); }
+};
+
+// Statistics and samples the site tasks read; empty when no calibration is
+// given.
+struct CalibrationData {
+  SiteStatisticsMap statistics;
+  std::map<std::string, RowMatrixXf> samples;
+};
+
+// LoadCalibration
+//
+// Reads the statistics file, or tokenizes the text and runs the calibration
+// forward pass, collecting full Sx matrices where every site has at most
+// 8192 channels (they serve any block size, GPTQ and A_max) and the diagonal
+// blocks of recipe.block_size otherwise; fills `report`. An empty `input`
+// gives empty data. Errors: the file and forward-pass errors, statistics that
+// do not cover every site of the model (names the site).
+absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& model,
+                                                const std::string& model_dir, const Recipe& recipe,
+                                                const CalibrationInput& input,
+                                                CalibrationReport* report);
+
+}  // namespace catq
+
+#endif  // CATQ_CORE_OUTPUT_CALIBRATION_DATA_H_
