@@ -146,8 +146,7 @@ absl::StatusOr<std::vector<T>> ReadIntTensor(const SafetensorsDir& dir, const st
         absl::StrCat(name, ": shape [", absl::StrJoin(view.shape(), ", "), "], expected [",
                      absl::StrJoin(shape, ", "), "]"));
   }
-  CATQ_ASSIGN_OR_RETURN(absl::Span<const T> values, view.As<T>());
-  return std::vector<T>(values.begin(), values.end());
+  return view.CopyAs<T>();
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #define CATQ_CORE_TENSOR_TENSOR_VIEW_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,21 @@ class TensorView {
     if (bytes_.empty()) return absl::Span<const T>();
     return absl::Span<const T>(reinterpret_cast<const T*>(bytes_.data()),
                                bytes_.size() / sizeof(T));
+  }
+
+  // TensorView::CopyAs<T>()
+  //
+  // A copy of the data as T elements, at any alignment (the safetensors
+  // format does not align tensors: an I64 after an odd count of F32 or F16
+  // elements starts at an offset that is not a multiple of 8).
+  // FailedPrecondition, naming the tensor, when dtype() != DTypeOf<T>().
+  template <typename T>
+  absl::StatusOr<std::vector<T>> CopyAs() const {
+    absl::Status status = CheckAs(DTypeOf<T>(), 1);
+    if (!status.ok()) return status;
+    std::vector<T> values(bytes_.size() / sizeof(T));
+    if (!values.empty()) std::memcpy(values.data(), bytes_.data(), values.size() * sizeof(T));
+    return values;
   }
 
   // TensorView::ToFloat()
