@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/math/blas.h"
 #include "core/tensor/tensor_view.h"
 #include "core/util/status_macros.h"
 
@@ -452,7 +453,11 @@ absl::Status RunForward(const LlamaModel& model, absl::Span<const TokenSpan> seq
   }
   CATQ_RETURN_IF_ERROR(CheckSequences(model.config(), sequences));
   const int workers = ForwardWorkerCount(options);
-  if (workers > 1) openblas_set_num_threads(1);
+  // Sequences are the unit of parallelism, and one BLAS thread per call keeps
+  // every GEMM's summation order the same on any worker count (a threaded
+  // OpenBLAS GEMM may block K differently), so results do not depend on
+  // num_threads.
+  ScopedBlasThreads single_blas_thread(1);
   std::unique_ptr<ModelWeightProvider> own_provider;
   WeightProvider* provider = options.weights;
   if (provider == nullptr) {
