@@ -20,6 +20,8 @@ void AddInspectCommand(CLI::App& app, CommandAction& run);
 void AddImportLlama2cCommand(CLI::App& app, CommandAction& run);
 void AddSynthCommand(CLI::App& app, CommandAction& run);
 void AddQuantizeCommand(CLI::App& app, CommandAction& run);
+void AddAnalyzeCommand(CLI::App& app, CommandAction& run);
+void AddEvalCommand(CLI::App& app, CommandAction& run);
 
 }  // namespace catq::cli
 

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   catq::cli::AddImportLlama2cCommand(app, run);
   catq::cli::AddSynthCommand(app, run);
   catq::cli::AddQuantizeCommand(app, run);
+  catq::cli::AddAnalyzeCommand(app, run);
+  catq::cli::AddEvalCommand(app, run);
 
   CLI11_PARSE(app, argc, argv);
   absl::Status status = run();

@@ -246,6 +246,53 @@ Eigen::MatrixXd RandomOrthogonal(int64_t q, uint64_t seed) {
   return result;
 }
 
+// CheckStoredRotQ: `rot_q` can be the Q_q of a mixing matrix of dimension d
+// (see MixingMatrix::FromStored).
+absl::Status CheckStoredRotQ(int64_t d, const Eigen::MatrixXd& rot_q) {
+  const int64_t q = rot_q.rows();
+  if (q < 1 || rot_q.cols() != q) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rot_q is ", rot_q.rows(), "x", rot_q.cols(), ", expected a square matrix"));
+  }
+  if (q > MixingMatrix::kMaxQ) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rot_q is ", q, "x", q, ", above the largest supported q, ", MixingMatrix::kMaxQ));
+  }
+  if (d % q != 0 || !IsPowerOfTwo(d / q)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rot_q is ", q, "x", q, ", but d / q must be a power of two (d = ", d, ")"));
+  }
+  for (int64_t i = 0; i < q; ++i) {
+    for (int64_t j = 0; j < q; ++j) {
+      if (!std::isfinite(rot_q(i, j))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("rot_q[", i, ", ", j, "] is not finite (", rot_q(i, j), ")"));
+      }
+    }
+  }
+  if (q == 1 && std::abs(rot_q(0, 0) - 1.0) > MixingMatrix::kStoredOrthogonalityTolerance) {
+    // The q = 1 path is the plain FWHT, which ignores Q: only [1] means that.
+    return absl::InvalidArgumentError(
+        absl::StrCat("rot_q is 1x1 holding ", rot_q(0, 0), "; q = 1 needs [1]"));
+  }
+  const Eigen::MatrixXd error = rot_q.transpose() * rot_q - Eigen::MatrixXd::Identity(q, q);
+  Eigen::Index row = 0, col = 0;
+  const double max_error = error.cwiseAbs().maxCoeff(&row, &col);
+  if (!(max_error <= MixingMatrix::kStoredOrthogonalityTolerance)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rot_q (", q, "x", q, ") is not orthogonal: (Q^T Q - I)[", row, ", ", col,
+        "] = ", error(row, col), ", tolerance ", MixingMatrix::kStoredOrthogonalityTolerance));
+  }
+  return absl::OkStatus();
+}
+
+// HasHadamardMagnitudes: every |Q(i, j)| is 1/sqrt(q) to float precision, as
+// in a normalized Hadamard matrix.
+bool HasHadamardMagnitudes(const Eigen::MatrixXd& rot_q) {
+  const double expected = 1.0 / std::sqrt(static_cast<double>(rot_q.rows()));
+  return ((rot_q.cwiseAbs().array() - expected).abs() <= 1e-6 * expected).all();
+}
+
 int64_t OddPart(int64_t d) {
   while (d % 2 == 0) d /= 2;
   return d;
@@ -296,6 +343,25 @@ absl::StatusOr<MixingMatrix> MixingMatrix::Create(int64_t d, const MixingOptions
     rot = RandomOrthogonal(q, options.seed);
   }
   return MixingMatrix(d / q, q, std::move(rot), hadamard);
+}
+
+absl::StatusOr<MixingMatrix> MixingMatrix::FromStored(int64_t d,
+                                                      std::optional<Eigen::MatrixXd> rot_q) {
+  if (d < 1 || d > std::numeric_limits<int>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("mixing dimension d = ", d, " is outside [1, ",
+                                                   std::numeric_limits<int>::max(), "]"));
+  }
+  if (!rot_q.has_value()) {
+    if (!IsPowerOfTwo(d)) {
+      return absl::InvalidArgumentError(absl::StrCat("no rot_q means q = 1, but d = ", d,
+                                                     " is not a power of two: rot_q is required"));
+    }
+    return MixingMatrix(d, 1, Eigen::MatrixXd::Identity(1, 1), /*q_is_hadamard=*/false);
+  }
+  CATQ_RETURN_IF_ERROR(CheckStoredRotQ(d, *rot_q));
+  const int64_t q = rot_q->rows();
+  const bool hadamard = q > 1 && HasHadamardMagnitudes(*rot_q);
+  return MixingMatrix(d / q, q, *std::move(rot_q), hadamard);
 }
 
 void MixingMatrix::ApplyToRows(Eigen::Ref<RowMatrixXd> x) const {

@@ -29,6 +29,7 @@
 #define CATQ_CORE_CAT_MIXING_MATRIX_H_
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -65,6 +66,27 @@ class MixingMatrix {
   // d above INT_MAX, for max_hadamard_q_ratio < 1, and when q would exceed
   // kMaxQ (the message names d and q).
   static absl::StatusOr<MixingMatrix> Create(int64_t d, const MixingOptions& options);
+
+  // kStoredOrthogonalityTolerance: the largest |(Q^T Q - I)(i, j)| FromStored
+  // accepts. A stored rot_q is an orthogonal matrix rounded to float32, off by
+  // about 1e-7; a producer computing Q in float32 may be off by q * 6e-8.
+  // Anything further off is not the orthogonal factor the format promises.
+  static constexpr double kStoredOrthogonalityTolerance = 1e-4;
+
+  // MixingMatrix::FromStored
+  //
+  // The mixing matrix of dimension d as an output directory stores it
+  // (architecture.md section 4): `rot_q` is the q x q factor Q_q of
+  // H = H_(d/q) (x) Q_q; absent means q = 1 (H is the normalized Walsh-Hadamard
+  // transform of order d). Q_q is used exactly as given (not re-orthogonalized),
+  // so applying the result to float rows gives the same bits as the matrix
+  // whose rot_q() was stored. q_is_hadamard() is true when every |Q(i, j)| is
+  // 1/sqrt(q) to float precision. InvalidArgument when d < 1 or above INT_MAX,
+  // rot_q is not square, q does not divide d or d / q is not a power of two,
+  // q > kMaxQ, an element is not finite, Q is not orthogonal within
+  // kStoredOrthogonalityTolerance (naming the element and its error), or a
+  // 1 x 1 rot_q is not [1].
+  static absl::StatusOr<MixingMatrix> FromStored(int64_t d, std::optional<Eigen::MatrixXd> rot_q);
 
   int64_t dim() const { return pow2_ * q_; }
   int64_t pow2() const { return pow2_; }  // 2^a

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/tensor/dtype.h"
 #include "core/tensor/shape.h"
@@ -48,13 +49,25 @@ absl::Status CheckFinite(absl::string_view name, absl::Span<const float> values)
   return absl::OkStatus();
 }
 
+// LinearNames: the `<m>.weight` names of every linear of every layer.
+absl::flat_hash_set<std::string> LinearNames(const LlamaConfig& config) {
+  absl::flat_hash_set<std::string> names;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (LinearKind kind : kAllLinearKinds) names.insert(LinearWeightName(layer, kind));
+  }
+  return names;
+}
+
 }  // namespace
 
-absl::StatusOr<LlamaModel> LlamaModel::Open(const std::string& dir, Env* env) {
+absl::StatusOr<LlamaModel> LlamaModel::Open(const std::string& dir, Env* env,
+                                            const LlamaModelOptions& options) {
   CATQ_ASSIGN_OR_RETURN(LlamaConfig config, LoadLlamaConfig(env, dir));
   CATQ_ASSIGN_OR_RETURN(SafetensorsDir tensors, SafetensorsDir::Open(dir, env));
-  std::vector<ExpectedTensor> expected = ExpectedLlamaTensors(config);
-  for (const ExpectedTensor& tensor : expected) {
+  const absl::flat_hash_set<std::string> optional =
+      options.require_linear_weights ? absl::flat_hash_set<std::string>() : LinearNames(config);
+  for (const ExpectedTensor& tensor : ExpectedLlamaTensors(config)) {
+    if (optional.contains(tensor.name) && !tensors.Contains(tensor.name)) continue;
     CATQ_RETURN_IF_ERROR(CheckTensor(tensors, tensor, dir));
   }
   std::string lm_head_name = kLmHeadName;

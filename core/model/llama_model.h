@@ -12,9 +12,11 @@
 //
 // What Open checks: config.json parses (see llama_config.h); every tensor of
 // ExpectedLlamaTensors exists with exactly the expected shape and a float dtype
-// (F32, F16 or BF16). lm_head.weight is required unless tie_word_embeddings;
-// when tied and present anyway, its shape is checked too. Other tensors in the
-// files are ignored. Values are checked (finite) when read, by GetFloat.
+// (F32, F16 or BF16), except that linears may be absent where
+// LlamaModelOptions allows it. lm_head.weight is required unless
+// tie_word_embeddings; when tied and present anyway, its shape is checked too.
+// Other tensors in the files are ignored. Values are checked (finite) when
+// read, by GetFloat.
 //
 // Thread-safety: immutable after Open; all methods are thread-safe. Views
 // returned by Get are valid while the LlamaModel lives.
@@ -34,6 +36,15 @@
 
 namespace catq {
 
+struct LlamaModelOptions {
+  // require_linear_weights: every linear's `<m>.weight` must be present.
+  // Default true. false: a linear may lack it, because a quantized output
+  // stores `<m>.weight_packed` and its companions instead (core/eval's
+  // QuantizedModel checks and reads those); a `<m>.weight` that is present is
+  // still checked. Embeddings, norms and lm_head are required either way.
+  bool require_linear_weights = true;
+};
+
 class LlamaModel {
  public:
   // LlamaModel::Open
@@ -43,7 +54,8 @@ class LlamaModel {
   // and actual shape or dtype, e.g. "model.layers.0.self_attn.k_proj.weight:
   // expected shape [32, 64], got [64, 64]"; the config's and the safetensors
   // reader's own errors otherwise.
-  static absl::StatusOr<LlamaModel> Open(const std::string& dir, Env* env = Env::Default());
+  static absl::StatusOr<LlamaModel> Open(const std::string& dir, Env* env = Env::Default(),
+                                         const LlamaModelOptions& options = {});
 
   const std::string& dir() const { return dir_; }
   const LlamaConfig& config() const { return config_; }

@@ -409,6 +409,94 @@ TEST(MixingMatrixTest, ApplyAt11008IsTheFactoredProduct) {
 }
 
 // ---------------------------------------------------------------------------
+// MixingMatrix::FromStored: the matrix rebuilt from an output's rot_q.
+
+// Applying the rebuilt matrix is applying the original: the same Q_q in the
+// same kernels. Rounded to float, as the output stores it, rot_q rebuilds a
+// matrix whose float rows are bit for bit the original's (those already run
+// on Q_q rounded to float).
+TEST(MixingMatrixFromStoredTest, AppliesAsTheOriginal) {
+  for (const int64_t d : {64, 172, 4096}) {
+    SCOPED_TRACE(d);
+    const MixingMatrix original = CreateOrDie(d);
+    absl::StatusOr<MixingMatrix> exact = MixingMatrix::FromStored(d, original.rot_q());
+    ASSERT_OK(exact);
+    const Eigen::MatrixXd stored_q = original.rot_q().cast<float>().cast<double>();
+    absl::StatusOr<MixingMatrix> stored = MixingMatrix::FromStored(d, stored_q);
+    ASSERT_OK(stored);
+    EXPECT_EQ(exact->pow2(), original.pow2());
+    EXPECT_EQ(exact->q(), original.q());
+    EXPECT_EQ(exact->q_is_hadamard(), original.q_is_hadamard());
+
+    const RowMatrixXd x = RandomRows(5, d, static_cast<uint32_t>(d) + 7);
+    RowMatrixXd want = x, got = x;
+    original.ApplyToRows(want);
+    exact->ApplyToRows(got);
+    EXPECT_EQ(got, want);
+    original.ApplyTransposeToRows(want);
+    exact->ApplyTransposeToRows(got);
+    EXPECT_EQ(got, want);
+
+    RowMatrixXf want_f = x.cast<float>(), got_f = x.cast<float>();
+    original.ApplyToRows(want_f);
+    stored->ApplyToRows(got_f);
+    EXPECT_EQ(got_f, want_f);
+    RowMatrixXd want_d = x, got_stored = x;
+    original.ApplyToRows(want_d);
+    stored->ApplyToRows(got_stored);
+    EXPECT_LT(MaxAbs(got_stored - want_d), 1e-5);
+  }
+}
+
+// A Hadamard Q_q is recognized as one; q = 1 may be stored or left out.
+TEST(MixingMatrixFromStoredTest, RecognizesHadamardQAndMissingQ) {
+  const MixingMatrix h24 = CreateOrDie(24);
+  ASSERT_TRUE(h24.q_is_hadamard());
+  absl::StatusOr<MixingMatrix> rebuilt =
+      MixingMatrix::FromStored(24, h24.rot_q().cast<float>().cast<double>());
+  ASSERT_OK(rebuilt);
+  EXPECT_TRUE(rebuilt->q_is_hadamard());
+  EXPECT_EQ(rebuilt->q(), 12);
+
+  absl::StatusOr<MixingMatrix> fwht = MixingMatrix::FromStored(4096, std::nullopt);
+  ASSERT_OK(fwht);
+  EXPECT_EQ(fwht->q(), 1);
+  EXPECT_EQ(fwht->pow2(), 4096);
+  const RowMatrixXd x = RandomRows(2, 4096, 5);
+  RowMatrixXd want = x, got = x;
+  CreateOrDie(4096).ApplyToRows(want);
+  fwht->ApplyToRows(got);
+  EXPECT_EQ(got, want);
+}
+
+TEST(MixingMatrixFromStoredTest, RejectsWhatIsNotAStoredFactor) {
+  using absl::StatusCode::kInvalidArgument;
+  const Eigen::MatrixXd q43 = CreateOrDie(172).rot_q();
+  EXPECT_STATUS(MixingMatrix::FromStored(172, std::nullopt), kInvalidArgument,
+                "not a power of two: rot_q is required");
+  EXPECT_STATUS(MixingMatrix::FromStored(0, std::nullopt), kInvalidArgument, "d = 0");
+  // d / q = 3 is not a power of two; 43 does not divide 100.
+  EXPECT_STATUS(MixingMatrix::FromStored(129, q43), kInvalidArgument, "power of two (d = 129)");
+  EXPECT_STATUS(MixingMatrix::FromStored(100, q43), kInvalidArgument, "power of two (d = 100)");
+  EXPECT_STATUS(MixingMatrix::FromStored(172, Eigen::MatrixXd::Identity(43, 42)), kInvalidArgument,
+                "43x42, expected a square matrix");
+
+  Eigen::MatrixXd scaled = q43;
+  scaled.col(5) *= 1.01;
+  EXPECT_STATUS(MixingMatrix::FromStored(172, scaled), kInvalidArgument, "not orthogonal");
+  Eigen::MatrixXd transposed_block = q43;
+  transposed_block(0, 1) = q43(1, 0);
+  transposed_block(1, 0) = q43(0, 1);
+  EXPECT_STATUS(MixingMatrix::FromStored(172, transposed_block), kInvalidArgument,
+                "not orthogonal");
+  Eigen::MatrixXd nan = q43;
+  nan(2, 3) = std::nan("");
+  EXPECT_STATUS(MixingMatrix::FromStored(172, nan), kInvalidArgument, "rot_q[2, 3] is not finite");
+  EXPECT_STATUS(MixingMatrix::FromStored(64, Eigen::MatrixXd::Constant(1, 1, -1.0)),
+                kInvalidArgument, "q = 1 needs [1]");
+}
+
+// ---------------------------------------------------------------------------
 // MixingMatrix: the random Q_q.
 
 TEST(MixingMatrixTest, SameSeedSameQDifferentSeedDifferentQ) {

@@ -117,6 +117,42 @@ TEST(LlamaModel, MissingTensorIsNamed) {
                 "model.layers.1.mlp.up_proj.weight: missing from");
 }
 
+// A quantized output stores packed linears instead of `<m>.weight`: with
+// require_linear_weights off, absent linears are allowed (and NotFound when
+// read), present ones are still checked, and the rest stays required.
+TEST(LlamaModel, LinearsMayBeAbsentWhenAllowed) {
+  testing::TempDir dir;
+  ASSERT_OK(WriteModel(dir.path(), SmallConfig(true), [](std::vector<TensorSpec>& specs) {
+    std::erase_if(specs, [](const TensorSpec& s) {
+      return s.name == "model.layers.1.mlp.up_proj.weight" ||
+             s.name == "model.layers.0.self_attn.q_proj.weight";
+    });
+  }));
+  LlamaModelOptions options;
+  options.require_linear_weights = false;
+  absl::StatusOr<LlamaModel> model = LlamaModel::Open(dir.path(), Env::Default(), options);
+  ASSERT_OK(model);
+  EXPECT_EQ(model->LinearWeight(1, LinearKind::kUpProj).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_OK(model->LinearWeight(1, LinearKind::kDownProj));
+
+  testing::TempDir bad;
+  ASSERT_OK(WriteModel(bad.path(), SmallConfig(true), [](std::vector<TensorSpec>& specs) {
+    for (TensorSpec& s : specs) {
+      if (s.name == "model.layers.0.self_attn.k_proj.weight") s.shape = {16, 16};
+    }
+  }));
+  EXPECT_STATUS(LlamaModel::Open(bad.path(), Env::Default(), options),
+                absl::StatusCode::kInvalidArgument,
+                "model.layers.0.self_attn.k_proj.weight: expected shape [8, 16]");
+  testing::TempDir no_norm;
+  ASSERT_OK(WriteModel(no_norm.path(), SmallConfig(true), [](std::vector<TensorSpec>& specs) {
+    std::erase_if(specs, [](const TensorSpec& s) { return s.name == kFinalNormName; });
+  }));
+  EXPECT_STATUS(LlamaModel::Open(no_norm.path(), Env::Default(), options),
+                absl::StatusCode::kInvalidArgument, "model.norm.weight: missing from");
+}
+
 TEST(LlamaModel, UntiedModelNeedsLmHead) {
   testing::TempDir dir;
   ASSERT_OK(WriteModel(dir.path(), SmallConfig(false), [](std::vector<TensorSpec>& specs) {

@@ -1,0 +1,39 @@
+#include "core/eval/online_quantization_hook.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "core/quant/activation_quant.h"
+#include "core/util/status_macros.h"
+
+namespace catq {
+
+OnlineQuantizationHook::OnlineQuantizationHook(const QuantizedModel& model)
+    : model_(model),
+      bits_(model.quantization().activation_bits),
+      symmetric_(model.quantization().activation_symmetric) {}
+
+absl::Status OnlineQuantizationHook::OnSite(const SiteCall& call,
+                                            Eigen::Ref<RowMatrixXf> activations) {
+  const int64_t dim = SiteDim(model_.config(), call.site);
+  if (activations.cols() != dim) {
+    return absl::InvalidArgumentError(absl::StrCat(SiteQualifiedName(call.layer, call.site),
+                                                   ": activations are ", activations.cols(),
+                                                   " wide, expected ", dim));
+  }
+  if (const SiteTransform* transform = model_.OnlineTransform(call.layer, call.site)) {
+    CATQ_RETURN_IF_ERROR(transform->ApplyToActivations(activations));
+  }
+  if (bits_ >= kFloatActivationBits) return absl::OkStatus();
+  const size_t width = static_cast<size_t>(activations.cols());
+  for (Eigen::Index t = 0; t < activations.rows(); ++t) {
+    const absl::Span<float> token(&activations(t, 0), width);
+    if (symmetric_) {
+      FakeQuantizeTokenSymmetric(token, bits_);
+    } else {
+      FakeQuantizeTokenAsymmetric(token, bits_);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace catq

@@ -1,0 +1,210 @@
+#include "core/eval/stored_quantization.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/quant/activation_quant.h"
+#include "core/util/status_macros.h"
+
+namespace catq {
+namespace {
+
+// A JSON object and the dotted path it sits at, so that every error names
+// the field it is about.
+struct Node {
+  const nlohmann::json& json;
+  std::string path;
+};
+
+absl::Status FieldError(absl::string_view path, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", problem));
+}
+
+absl::StatusOr<Node> Child(const Node& parent, const std::string& key) {
+  const std::string path = parent.path.empty() ? key : absl::StrCat(parent.path, ".", key);
+  if (!parent.json.is_object() || !parent.json.contains(key)) return FieldError(path, "missing");
+  return Node{parent.json.at(key), path};
+}
+
+absl::StatusOr<Node> ChildObject(const Node& parent, const std::string& key) {
+  CATQ_ASSIGN_OR_RETURN(Node child, Child(parent, key));
+  if (!child.json.is_object()) return FieldError(child.path, "expected an object");
+  return child;
+}
+
+absl::StatusOr<bool> GetBool(const Node& parent, const std::string& key) {
+  CATQ_ASSIGN_OR_RETURN(Node child, Child(parent, key));
+  if (!child.json.is_boolean()) return FieldError(child.path, "expected true or false");
+  return child.json.get<bool>();
+}
+
+absl::StatusOr<int64_t> GetInt(const Node& parent, const std::string& key) {
+  CATQ_ASSIGN_OR_RETURN(Node child, Child(parent, key));
+  if (!child.json.is_number_integer()) return FieldError(child.path, "expected an integer");
+  return child.json.get<int64_t>();
+}
+
+absl::StatusOr<std::string> GetString(const Node& parent, const std::string& key) {
+  CATQ_ASSIGN_OR_RETURN(Node child, Child(parent, key));
+  if (!child.json.is_string()) return FieldError(child.path, "expected a string");
+  return child.json.get<std::string>();
+}
+
+absl::Status ExpectString(const Node& parent, const std::string& key, absl::string_view want) {
+  CATQ_ASSIGN_OR_RETURN(std::string value, GetString(parent, key));
+  if (value != want) {
+    return FieldError(absl::StrCat(parent.path, ".", key),
+                      absl::StrCat("'", value, "', expected '", want, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// The weight scheme: 4-bit int, per group or per channel.
+absl::StatusOr<WeightQuantOptions> ParseWeights(const Node& weights) {
+  WeightQuantOptions options;
+  CATQ_RETURN_IF_ERROR(ExpectString(weights, "type", "int"));
+  CATQ_ASSIGN_OR_RETURN(const int64_t bits, GetInt(weights, "num_bits"));
+  if (bits != 4) {
+    return FieldError(absl::StrCat(weights.path, ".num_bits"),
+                      absl::StrCat(bits, "; pack-quantized int4 holds 4-bit weights"));
+  }
+  options.bits = 4;
+  CATQ_ASSIGN_OR_RETURN(options.symmetric, GetBool(weights, "symmetric"));
+  CATQ_ASSIGN_OR_RETURN(const std::string strategy, GetString(weights, "strategy"));
+  if (strategy == "channel") {
+    options.group_size = kPerChannelGroupSize;
+  } else if (strategy == "group") {
+    CATQ_ASSIGN_OR_RETURN(const int64_t group_size, GetInt(weights, "group_size"));
+    if (group_size < 1 || group_size > (int64_t{1} << 30)) {
+      return FieldError(absl::StrCat(weights.path, ".group_size"),
+                        absl::StrCat(group_size, " is outside [1, 2^30]"));
+    }
+    options.group_size = static_cast<int>(group_size);
+  } else {
+    return FieldError(absl::StrCat(weights.path, ".strategy"),
+                      absl::StrCat("'", strategy, "', expected 'group' or 'channel'"));
+  }
+  return options;
+}
+
+// The activation scheme: null (float) or per-token dynamic int.
+absl::Status ParseActivations(const Node& group, StoredQuantization& out) {
+  CATQ_ASSIGN_OR_RETURN(Node activations, Child(group, "input_activations"));
+  if (activations.json.is_null()) return absl::OkStatus();
+  if (!activations.json.is_object()) {
+    return FieldError(activations.path, "expected an object or null");
+  }
+  CATQ_RETURN_IF_ERROR(ExpectString(activations, "type", "int"));
+  CATQ_RETURN_IF_ERROR(ExpectString(activations, "strategy", "token"));
+  CATQ_ASSIGN_OR_RETURN(const int64_t bits, GetInt(activations, "num_bits"));
+  if (bits != kFloatActivationBits && (bits < kMinActivationBits || bits > 8)) {
+    return FieldError(absl::StrCat(activations.path, ".num_bits"),
+                      absl::StrCat(bits, " is outside [", kMinActivationBits, ", 8]"));
+  }
+  out.activation_bits = static_cast<int>(bits);
+  CATQ_ASSIGN_OR_RETURN(out.activation_symmetric, GetBool(activations, "symmetric"));
+  return absl::OkStatus();
+}
+
+// "model.layers.{i}.{site}" -> (i, site), checked against the model.
+absl::StatusOr<std::pair<int64_t, Site>> ParseSiteKey(const std::string& key,
+                                                      const std::string& path, int64_t num_layers) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(key, '.');
+  int64_t layer = -1;
+  if (parts.size() != 4 || parts[0] != "model" || parts[1] != "layers" ||
+      !absl::SimpleAtoi(parts[2], &layer)) {
+    return FieldError(path, "expected a key of the form model.layers.{i}.{site}");
+  }
+  if (layer < 0 || layer >= num_layers) {
+    return FieldError(path, absl::StrCat("layer ", layer, " is outside [0, ", num_layers, ")"));
+  }
+  absl::StatusOr<Site> site = ParseSite(parts[3]);
+  if (!site.ok()) return FieldError(path, site.status().message());
+  return std::make_pair(layer, *site);
+}
+
+absl::StatusOr<StoredSite> ParseStoredSite(const Node& node) {
+  StoredSite site;
+  CATQ_ASSIGN_OR_RETURN(site.online, GetBool(node, "online"));
+  CATQ_ASSIGN_OR_RETURN(site.hadamard, GetBool(node, "hadamard"));
+  CATQ_ASSIGN_OR_RETURN(site.block_size, GetInt(node, "block_size"));
+  CATQ_ASSIGN_OR_RETURN(site.folded, GetBool(node, "folded"));
+  if (site.block_size < 0) {
+    return FieldError(absl::StrCat(node.path, ".block_size"),
+                      absl::StrCat(site.block_size, " is negative"));
+  }
+  if (site.online && site.folded) {
+    return FieldError(node.path, "a site cannot be both online and folded");
+  }
+  return site;
+}
+
+absl::Status ParseSites(const Node& catq, int64_t num_layers, StoredQuantization& out) {
+  CATQ_ASSIGN_OR_RETURN(Node sites, ChildObject(catq, "sites"));
+  std::vector<std::array<bool, kAllSites.size()>> seen(static_cast<size_t>(num_layers));
+  out.sites.assign(static_cast<size_t>(num_layers), {});
+  for (const auto& [key, value] : sites.json.items()) {
+    const Node node{value, absl::StrCat(sites.path, "[\"", key, "\"]")};
+    if (!value.is_object()) return FieldError(node.path, "expected an object");
+    CATQ_ASSIGN_OR_RETURN(const auto layer_site, ParseSiteKey(key, node.path, num_layers));
+    const auto [layer, site] = layer_site;
+    CATQ_ASSIGN_OR_RETURN(out.sites[static_cast<size_t>(layer)][static_cast<size_t>(site)],
+                          ParseStoredSite(node));
+    seen[static_cast<size_t>(layer)][static_cast<size_t>(site)] = true;
+  }
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    for (Site site : kAllSites) {
+      if (!seen[static_cast<size_t>(layer)][static_cast<size_t>(site)]) {
+        return FieldError(absl::StrCat(sites.path, "[\"", SiteQualifiedName(layer, site), "\"]"),
+                          "missing");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The recipe to report: catq's scalar fields, then the grids in the short
+// names of catq_report.json.
+nlohmann::json RecipeJson(const nlohmann::json& catq, const StoredQuantization& q) {
+  nlohmann::json recipe = nlohmann::json::object();
+  for (const auto& [key, value] : catq.items()) {
+    if (value.is_primitive()) recipe[key] = value;
+  }
+  recipe["w_bits"] = q.weights.bits;
+  recipe["w_group_size"] = q.weights.group_size;
+  recipe["w_symmetric"] = q.weights.symmetric;
+  recipe["a_bits"] = q.activation_bits;
+  recipe["a_symmetric"] = q.activation_symmetric;
+  return recipe;
+}
+
+absl::StatusOr<StoredQuantization> Parse(const LlamaConfig& config) {
+  const Node root{config.original, ""};
+  CATQ_ASSIGN_OR_RETURN(Node qc, ChildObject(root, "quantization_config"));
+  CATQ_RETURN_IF_ERROR(ExpectString(qc, "quant_method", "compressed-tensors"));
+  CATQ_RETURN_IF_ERROR(ExpectString(qc, "format", "pack-quantized"));
+  CATQ_ASSIGN_OR_RETURN(Node groups, ChildObject(qc, "config_groups"));
+  CATQ_ASSIGN_OR_RETURN(Node group, ChildObject(groups, "group_0"));
+  StoredQuantization out;
+  CATQ_ASSIGN_OR_RETURN(Node weights, ChildObject(group, "weights"));
+  CATQ_ASSIGN_OR_RETURN(out.weights, ParseWeights(weights));
+  CATQ_RETURN_IF_ERROR(ParseActivations(group, out));
+  CATQ_ASSIGN_OR_RETURN(Node catq, ChildObject(qc, "catq"));
+  CATQ_ASSIGN_OR_RETURN(out.method, GetString(catq, "method"));
+  CATQ_RETURN_IF_ERROR(ParseSites(catq, config.num_hidden_layers, out));
+  out.recipe = RecipeJson(catq.json, out);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<StoredQuantization> ParseStoredQuantization(const LlamaConfig& config,
+                                                           absl::string_view config_path) {
+  absl::StatusOr<StoredQuantization> parsed = Parse(config);
+  if (!parsed.ok()) return Prefix(config_path, parsed.status());
+  return parsed;
+}
+
+}  // namespace catq
