@@ -112,6 +112,8 @@ class PlanWriter {
         return WriteLinear(item, writer);
       case OutputSource::kOnlineTransform:
         return WriteOnlineTransform(item, writer);
+      case OutputSource::kFoldedGain:
+        return WriteFoldedGain(item, writer);
     }
     return absl::InternalError("unknown output source");
   }
@@ -143,6 +145,24 @@ class PlanWriter {
     return absl::OkStatus();
   }
 
+  // gain * t in F32 (SiteFoldsDiagonal folds only into F32 norms), or t
+  // alone when the gain itself went into the weights.
+  absl::Status WriteFoldedGain(const OutputItem& item, ShardedSafetensorsWriter& writer) {
+    CATQ_ASSIGN_OR_RETURN(SiteResult * site, SiteFor(item.layer, item.site));
+    if (!site->folded_diagonal.has_value() || item.specs[0].dtype != DType::kF32) {
+      return absl::InternalError(absl::StrCat(item.name, ": planned as folded, but the ",
+                                              SiteName(item.site), " transform was not"));
+    }
+    CATQ_ASSIGN_OR_RETURN(std::vector<float> gain, model_.GetFloat(item.name));
+    const Eigen::VectorXd& t = *site->folded_diagonal;
+    for (size_t j = 0; j < gain.size(); ++j) {
+      const double g = recipe_.fold_norm_gains ? 1.0 : gain[j];
+      gain[j] = static_cast<float>(g * t[static_cast<int64_t>(j)]);
+    }
+    return writer.Append(
+        std::string(reinterpret_cast<const char*>(gain.data()), gain.size() * sizeof(float)));
+  }
+
   // The results of `layer`'s four sites, computed on first use; the previous
   // layer's are dropped then (memory stays one layer).
   absl::StatusOr<SiteResult*> SiteFor(int64_t layer, Site site) {
@@ -150,15 +170,21 @@ class PlanWriter {
     return &cached_[static_cast<size_t>(site)];
   }
 
+  // The sites of a layer, producers' folds first: attn_out's and mlp_out's
+  // diagonals scale the rows of v_proj and up_proj, which attn_in and mlp_in
+  // then transform and quantize.
   absl::Status QuantizeLayer(int64_t layer) {
     cached_.clear();
+    cached_.resize(kAllSites.size());
     cached_layer_ = -1;
     // A layer met again (items out of layer order) is recomputed, the same
     // bytes, but recorded once.
     const bool first_time = recorded_layers_.insert(layer).second;
-    for (Site site : kAllSites) {
+    for (Site site : {Site::kAttnOut, Site::kMlpOut, Site::kAttnIn, Site::kMlpIn}) {
       uint64_t start = env_->NowMicros();
       CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model_, layer, site, recipe_));
+      CATQ_ASSIGN_OR_RETURN(weights.fold_diagonal, SiteIsFolded(model_, recipe_, layer, site));
+      CATQ_RETURN_IF_ERROR(ScaleFoldedRows(weights));
       report_->read_seconds += SecondsSince(env_, start);
       start = env_->NowMicros();
       const std::string key = SiteStatisticsKey(layer, site);
@@ -170,13 +196,37 @@ class PlanWriter {
                        stats == inputs_.statistics.end() ? nullptr : &stats->second,
                        samples == inputs_.samples.end() ? nullptr : &samples->second));
       report_->quantize_seconds += SecondsSince(env_, start);
-      if (first_time) {
-        records_.push_back(result.record);
-        report_->sites.push_back(result.report);
+      cached_[static_cast<size_t>(site)] = std::move(result);
+    }
+    if (first_time) {
+      for (Site site : kAllSites) {
+        records_.push_back(cached_[static_cast<size_t>(site)].record);
+        report_->sites.push_back(cached_[static_cast<size_t>(site)].report);
       }
-      cached_.push_back(std::move(result));
     }
     cached_layer_ = layer;
+    return absl::OkStatus();
+  }
+
+  // v_proj's rows times attn_out's folded t (one KV head per query head, so
+  // row j feeds channel j), up_proj's rows times mlp_out's.
+  absl::Status ScaleFoldedRows(SiteWeights& weights) {
+    const std::pair<Site, LinearKind> folds[] = {{Site::kAttnOut, LinearKind::kVProj},
+                                                 {Site::kMlpOut, LinearKind::kUpProj}};
+    for (const auto& [producer_site, kind] : folds) {
+      const std::optional<Eigen::VectorXd>& t =
+          cached_[static_cast<size_t>(producer_site)].folded_diagonal;
+      if (!t.has_value()) continue;
+      for (size_t i = 0; i < weights.kinds.size(); ++i) {
+        if (weights.kinds[i] != kind) continue;
+        if (weights.weights[i].rows() != t->size()) {
+          return absl::InternalError(absl::StrCat(weights.modules[i], ": ", t->size(),
+                                                  " folded scales for ", weights.weights[i].rows(),
+                                                  " rows"));
+        }
+        weights.weights[i] = t->cast<float>().asDiagonal() * weights.weights[i];
+      }
+    }
     return absl::OkStatus();
   }
 

@@ -46,22 +46,35 @@ OutputItem CopyItem(const TensorInfo& info, OutputSource source) {
 }
 
 // The online transform items of `layer`'s sites, where the method stores any.
-absl::Status AppendOnlineTransformItems(const LlamaConfig& config, const Recipe& recipe,
+absl::Status AppendOnlineTransformItems(const LlamaModel& model, const Recipe& recipe,
                                         int64_t layer, OutputPlan& plan) {
+  const LlamaConfig& config = model.config();
   for (Site site : kAllSites) {
     OutputItem item;
     item.source = OutputSource::kOnlineTransform;
     item.name = SiteStatisticsKey(layer, site);
     item.layer = layer;
     item.site = site;
-    CATQ_ASSIGN_OR_RETURN(item.specs,
-                          PlanSiteTransformSpecs(recipe, layer, site, SiteDim(config, site)));
+    CATQ_ASSIGN_OR_RETURN(const bool folded, SiteIsFolded(model, recipe, layer, site));
+    CATQ_ASSIGN_OR_RETURN(
+        item.specs, PlanSiteTransformSpecs(recipe, layer, site, SiteDim(config, site), folded));
     if (!item.specs.empty()) plan.items.push_back(std::move(item));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::StatusOr<bool> SiteIsFolded(const LlamaModel& model, const Recipe& recipe, int64_t layer,
+                                  Site site) {
+  DType norm_dtype = DType::kF32;
+  if (const std::optional<NormKind> norm = SitePrecedingNorm(site); norm.has_value()) {
+    CATQ_ASSIGN_OR_RETURN(const TensorInfo* info,
+                          model.tensors().Info(NormWeightName(layer, *norm)));
+    norm_dtype = info->dtype;
+  }
+  return SiteFoldsDiagonal(recipe, model.config(), site, norm_dtype);
+}
 
 std::vector<TensorSpec> OutputPlan::TensorSpecs() const {
   std::vector<TensorSpec> specs;
@@ -96,6 +109,13 @@ absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& rec
   std::sort(extras.begin(), extras.end());
   order.insert(order.end(), extras.begin(), extras.end());
 
+  // The norms feeding attn_in and mlp_in, by weight name.
+  absl::flat_hash_map<std::string, std::pair<int64_t, Site>> norms;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (Site site : {Site::kAttnIn, Site::kMlpIn}) {
+      norms[NormWeightName(layer, *SitePrecedingNorm(site))] = {layer, site};
+    }
+  }
   OutputPlan plan;
   for (const std::string& name : order) {
     CATQ_ASSIGN_OR_RETURN(const TensorInfo* info, model.tensors().Info(name));
@@ -112,10 +132,18 @@ absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& rec
       const bool last_of_layer = item.linear == kAllLinearKinds.back();
       plan.items.push_back(std::move(item));
       if (last_of_layer)
-        CATQ_RETURN_IF_ERROR(AppendOnlineTransformItems(config, recipe, layer, plan));
+        CATQ_RETURN_IF_ERROR(AppendOnlineTransformItems(model, recipe, layer, plan));
+    } else if (auto norm = norms.find(name); norm != norms.end()) {
+      CATQ_ASSIGN_OR_RETURN(const bool site_folded,
+                            SiteIsFolded(model, recipe, norm->second.first, norm->second.second));
+      OutputItem item = CopyItem(*info, site_folded             ? OutputSource::kFoldedGain
+                                        : folded.contains(name) ? OutputSource::kUnitGain
+                                                                : OutputSource::kCopy);
+      item.layer = norm->second.first;
+      item.site = norm->second.second;
+      plan.items.push_back(std::move(item));
     } else {
-      plan.items.push_back(
-          CopyItem(*info, folded.contains(name) ? OutputSource::kUnitGain : OutputSource::kCopy));
+      plan.items.push_back(CopyItem(*info, OutputSource::kCopy));
     }
   }
   return plan;

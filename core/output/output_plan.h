@@ -29,6 +29,7 @@ enum class OutputSource {
   kUnitGain,         // A norm whose gain was folded into the next linears: ones.
   kPackedLinear,     // A quantized linear in pack-quantized layout.
   kOnlineTransform,  // The stored factors of one site's online transform.
+  kFoldedGain,       // A norm gain times the diagonal T of the site it feeds.
 };
 
 struct OutputItem {
@@ -38,7 +39,7 @@ struct OutputItem {
   std::string name;
   int64_t layer = -1;                      // kPackedLinear, kOnlineTransform.
   LinearKind linear = LinearKind::kQProj;  // kPackedLinear only.
-  Site site = Site::kAttnIn;               // kOnlineTransform only.
+  Site site = Site::kAttnIn;               // kOnlineTransform, kFoldedGain.
   std::vector<TensorSpec> specs;           // What this item writes, in order.
 };
 
@@ -52,9 +53,16 @@ struct OutputPlan {
 // Every tensor of `model` appears once: linears packed, norms before attn_in
 // and mlp_in as ones when recipe.fold_norm_gains, everything else copied.
 // After a layer's last linear come the online transform tensors of its sites
-// (architecture.md section 4), when the method has any.
+// (architecture.md section 4), when the method has any; a norm whose site
+// folds its diagonal T is written as gain times t (kFoldedGain).
 // Tensors the Llama layout does not name (e.g. rotary caches) are copied after
 // the known ones, sorted by name. Errors: a recipe the output cannot store.
+// SiteIsFolded: whether `recipe` folds the diagonal T of (layer, site) into
+// its producer (SiteFoldsDiagonal with the dtype of the norm feeding it).
+// Errors: the norm tensor is missing.
+absl::StatusOr<bool> SiteIsFolded(const LlamaModel& model, const Recipe& recipe, int64_t layer,
+                                  Site site);
+
 absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& recipe);
 
 }  // namespace catq

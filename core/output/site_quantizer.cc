@@ -226,7 +226,13 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
   }
   SiteResult result;
   result.record = RecordOf(weights, transform);
-  result.online = transform.ExportTensors();
+  if (weights.fold_diagonal && transform.is_diagonal() && !transform.is_identity()) {
+    CATQ_ASSIGN_OR_RETURN(result.folded_diagonal, transform.DiagonalOfT());
+    result.record.online = false;
+    result.record.folded = true;
+  } else {
+    result.online = transform.ExportTensors();
+  }
   std::vector<RowMatrixXf> transformed;
   std::vector<RowMatrixXf> dequantized;
   for (size_t i = 0; i < weights.weights.size(); ++i) {
@@ -308,8 +314,30 @@ absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, const SiteWeights&
   return result;
 }
 
+bool RecipeTransformIsDiagonal(const Recipe& recipe) {
+  return recipe.method == Method::kSmoothQuant ||
+         (recipe.method == Method::kCat && recipe.block_size == 1 && !recipe.cat_hadamard);
+}
+
+bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site,
+                       DType norm_dtype) {
+  if (!RecipeTransformIsDiagonal(recipe)) return false;
+  switch (site) {
+    case Site::kAttnIn:
+    case Site::kMlpIn:
+      return norm_dtype == DType::kF32;
+    case Site::kAttnOut:
+      return config.num_key_value_heads == config.num_attention_heads;
+    case Site::kMlpOut:
+      return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& recipe, int64_t layer,
-                                                               Site site, int64_t dim) {
+                                                               Site site, int64_t dim,
+                                                               bool folded) {
+  if (folded) return std::vector<TensorSpec>();
   const std::string prefix = absl::StrCat("model.layers.", layer, ".catq.", SiteName(site));
   std::vector<TensorSpec> specs;
   if (recipe.method == Method::kSmoothQuant) {

@@ -41,6 +41,9 @@ struct SiteWeights {
   // [out, dim] float32, with the preceding norm's gain folded into the
   // columns when the recipe folds gains.
   std::vector<RowMatrixXf> weights;
+  // When the recipe's transform of this site is diagonal, fold it into what
+  // produces the site (SiteFoldsDiagonal) instead of storing it online.
+  bool fold_diagonal = false;
   int64_t dim() const { return weights.empty() ? 0 : weights[0].cols(); }
 };
 
@@ -54,7 +57,10 @@ absl::StatusOr<SiteWeights> ReadSiteWeights(const LlamaModel& model, int64_t lay
                                             const Recipe& recipe);
 
 struct SiteResult {
-  SiteRecord record;            // quantization_config's entry
+  SiteRecord record;  // quantization_config's entry
+  // Set when the site's diagonal T was folded (record.folded): t, to be
+  // multiplied into the producer (norm gain, v_proj or up_proj rows).
+  std::optional<Eigen::VectorXd> folded_diagonal;
   SiteTransformTensors online;  // the tensors stored for the online transform
   std::vector<PackedLinear> packed;
   std::vector<LinearReport> linears;
@@ -75,13 +81,33 @@ absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, const SiteWeights&
 // RecipeNeedsStatistics: whether QuantizeSite needs `stats` for `recipe`.
 bool RecipeNeedsStatistics(const Recipe& recipe);
 
+// RecipeTransformIsDiagonal: whether `recipe` gives every site a diagonal T
+// (SmoothQuant; block CAT with k = 1 and no mixing).
+bool RecipeTransformIsDiagonal(const Recipe& recipe);
+
+// SiteFoldsDiagonal
+//
+// Whether a diagonal T at `site` is folded into its producer (architecture.md
+// section 4), where that is exact:
+//   attn_in, mlp_in  into the preceding RMSNorm gain, when the model stores
+//                    that norm in F32 (`norm_dtype`); a gain rounded to F16 or
+//                    BF16 would no longer invert W T^-1, so the site stays
+//                    online then;
+//   attn_out         into v_proj's rows, when every query head has its own KV
+//                    head (with grouped heads a scale must match across the
+//                    group, which the solve does not guarantee);
+//   mlp_out          into up_proj's rows.
+bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site,
+                       DType norm_dtype);
+
 // PlanSiteTransformSpecs
 //
 // The F32 tensor specs the site's online transform will store, known from the
 // recipe and the site's dimension before anything is solved (the writer needs
-// every spec up front). Empty for rtn. Errors from MixingMatrix::Create.
+// every spec up front). Empty for rtn and for a folded site. Errors from
+// MixingMatrix::Create.
 absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& recipe, int64_t layer,
-                                                               Site site, int64_t dim);
+                                                               Site site, int64_t dim, bool folded);
 
 }  // namespace catq
 

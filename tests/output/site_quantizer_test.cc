@@ -255,7 +255,7 @@ TEST_F(SiteQuantizerTest, PackedWeightsDecodeToTheTransformedWeights) {
       ASSERT_TRUE(linear.sqnr_after.has_value());
     }
     absl::StatusOr<std::vector<TensorSpec>> specs =
-        PlanSiteTransformSpecs(recipe, 1, Site::kMlpIn, weights->dim());
+        PlanSiteTransformSpecs(recipe, 1, Site::kMlpIn, weights->dim(), false);
     ASSERT_OK(specs);
     for (const TensorSpec& spec : *specs) {
       const bool tail = absl::EndsWith(spec.name, ".blocks_tail");
