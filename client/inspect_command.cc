@@ -52,7 +52,8 @@ absl::StatusOr<std::vector<PackedLinearInfo>> DecodePackedLinears(const Safetens
     PackedLinearInfo info;
     info.module = name.substr(0, name.size() - kSuffix.size());
     CATQ_ASSIGN_OR_RETURN(TensorView shape_view, dir.Get(info.module + ".weight_shape"));
-    CATQ_ASSIGN_OR_RETURN(absl::Span<const int64_t> shape, shape_view.As<int64_t>());
+    // CopyAs: a tensor after an odd count of F32 or F16 values is not 8-aligned.
+    CATQ_ASSIGN_OR_RETURN(std::vector<int64_t> shape, shape_view.CopyAs<int64_t>());
     if (shape.size() != 2) {
       return absl::DataLossError(absl::StrCat(info.module, ".weight_shape: expected 2 values"));
     }

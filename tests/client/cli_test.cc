@@ -146,6 +146,11 @@ TEST(CatqCli, AnalyzeAndCalibratedQuantizeAgreeOnStories260K) {
         << report["sites"][i]["key"];
   }
   EXPECT_EQ(report["calibration"]["documents"], 64);
+  // The online tensors (rot_q is 43 x 43 floats) leave later I64 tensors off
+  // 8-byte alignment; inspect reads them anyway.
+  const CommandResult inspect = RunCatq(absl::StrCat("inspect --json ", dir.Join("q")));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_EQ(ParseJsonOutput(inspect)["packed_linears"].size(), 35u);
 }
 
 TEST(CatqCli, BadInputExitsNonZeroNamingTheProblem) {
