@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   catq::cli::AddSynthCommand(app, run);
   catq::cli::AddQuantizeCommand(app, run);
   catq::cli::AddAnalyzeCommand(app, run);
+  catq::cli::AddCompareCommand(app, run);
   catq::cli::AddEvalCommand(app, run);
 
   CLI11_PARSE(app, argc, argv);

@@ -34,13 +34,14 @@ double SecondsSince(Env* env, uint64_t start_micros) {
   return static_cast<double>(env->NowMicros() - start_micros) * 1e-6;
 }
 
-absl::Status CheckRecipeSupported(const Recipe& recipe, const CalibrationInput& calibration) {
+absl::Status CheckRecipeSupported(const Recipe& recipe, const InProcessOptions& options) {
+  const CalibrationInput& calibration = options.calibration;
   CATQ_RETURN_IF_ERROR(Prefix("recipe", recipe.Validate()));
   if (!calibration.text_path.empty() && !calibration.statistics_path.empty()) {
     return absl::InvalidArgumentError(
         "calibration: give a text file or a statistics file, not both");
   }
-  if (RecipeNeedsStatistics(recipe) && calibration.empty()) {
+  if (RecipeNeedsStatistics(recipe) && calibration.empty() && options.calibration_data == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "recipe.method '", MethodName(recipe.method), "' with weight quantizer '",
         WeightQuantizerName(recipe.weight_quantizer),
@@ -276,7 +277,7 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
                                                           const Recipe& recipe,
                                                           const InProcessOptions& options) {
   const uint64_t start = env->NowMicros();
-  CATQ_RETURN_IF_ERROR(CheckRecipeSupported(recipe, options.calibration));
+  CATQ_RETURN_IF_ERROR(CheckRecipeSupported(recipe, options));
   CATQ_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Open(model_dir, env));
   CATQ_ASSIGN_OR_RETURN(OutputPlan plan, PlanOutput(model, recipe));
   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<StagedDirectory> staged,
@@ -300,9 +301,17 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
   CATQ_ASSIGN_OR_RETURN(
       std::unique_ptr<ShardedSafetensorsWriter> writer,
       ShardedSafetensorsWriter::Create(env, staged->path(), plan.TensorSpecs(), writer_options));
-  CATQ_ASSIGN_OR_RETURN(
-      CalibrationData inputs,
-      LoadCalibration(env, model, model_dir, recipe, options.calibration, &report.calibration));
+  CalibrationData loaded;
+  if (options.calibration_data != nullptr) {
+    report.calibration.source = "preloaded";
+    CATQ_RETURN_IF_ERROR(
+        CheckStatisticsCover(model.config(), options.calibration_data->statistics));
+  } else {
+    CATQ_ASSIGN_OR_RETURN(loaded, LoadCalibration(env, model, model_dir, recipe,
+                                                  options.calibration, &report.calibration));
+  }
+  const CalibrationData& inputs =
+      options.calibration_data != nullptr ? *options.calibration_data : loaded;
   report.calibration_seconds = report.calibration.seconds;
   PlanWriter plan_writer(env, model, recipe, options, inputs, &report);
   CATQ_RETURN_IF_ERROR(plan_writer.WriteAll(plan, *writer));

@@ -33,6 +33,10 @@ namespace catq {
 
 struct InProcessOptions {
   CalibrationInput calibration;
+  // Calibration already loaded (LoadCalibration) for this model, used instead
+  // of `calibration`: `catq compare` calibrates once for many recipes. Not
+  // owned; null by default.
+  const CalibrationData* calibration_data = nullptr;
   // Largest shard, in bytes of tensor data. Default 2 GiB.
   uint64_t max_shard_bytes = uint64_t{2} << 30;
   // Replace an existing `out_dir`. Default false: AlreadyExists.

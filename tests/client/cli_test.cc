@@ -153,6 +153,39 @@ TEST(CatqCli, AnalyzeAndCalibratedQuantizeAgreeOnStories260K) {
   EXPECT_EQ(ParseJsonOutput(inspect)["packed_linears"].size(), 35u);
 }
 
+// `catq compare` on a subset: one row per (recipe, grid), FP alongside, and
+// block CAT ahead of RTN at W4A4.
+TEST(CatqCli, CompareRanksRecipesOnStories260K) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_EQ(
+      RunCatq(absl::StrCat("import-llama2c --model ",
+                           testing::SharedPath("models/stories260K/stories260K.bin"),
+                           " --tokenizer ", testing::SharedPath("models/stories260K/tok512.bin"),
+                           " --out ", dir.Join("hf")))
+          .exit_code,
+      0);
+  const CommandResult compare = RunCatq(absl::StrCat(
+      "compare --json --methods rtn,cat:32 --grids W4A4,W4A16 --model ", dir.Join("hf"),
+      " --calib-text ", testing::SharedPath("data/tinystories_197k.txt"), " --text ",
+      testing::SharedPath("data/tinystories_sample.txt"), " --work-dir ", dir.Join("work")));
+  ASSERT_EQ(compare.exit_code, 0) << compare.output;
+  const nlohmann::json json = ParseJsonOutput(compare);
+  EXPECT_NEAR(json["fp_perplexity"].get<double>(), 3.548, 0.005);
+  const nlohmann::json& rows = json["results"];
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0]["recipe"], "rtn");
+  EXPECT_EQ(rows[2]["recipe"], "cat k=32");
+  EXPECT_EQ(rows[0]["grid"], "W4A4");
+  EXPECT_LT(rows[2]["perplexity"].get<double>(), rows[0]["perplexity"].get<double>());
+  EXPECT_LT(rows[3]["perplexity"].get<double>(), rows[2]["perplexity"].get<double>());
+  EXPECT_FALSE(Env::Default()->FileExists(dir.Join("work")));
+  const CommandResult bad = RunCatq(
+      absl::StrCat("compare --grids W8A8 --model ", dir.Join("hf"), " --calib-text x --text y"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("4-bit weights only"), std::string::npos) << bad.output;
+}
+
 TEST(CatqCli, BadInputExitsNonZeroNamingTheProblem) {
   testing::TempDir dir;
   ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("bad.safetensors"), "\x05\x00"));

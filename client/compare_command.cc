@@ -1,0 +1,228 @@
+// `catq compare --model DIR --calib-text FILE --text FILE [--json]`: quantizes
+// the model with each method (rtn, smoothquant, hadamard, cat with k in {1,
+// 16, 32, d}) at each grid (W4A4, W4A8, W4A16), evaluates every output from
+// its stored shards and prints one table of perplexity, KL to FP and mean
+// per-linear SQNR: what a user runs to choose a recipe. Calibrates once.
+// W8A8 needs 8-bit packing, which the output does not have yet.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/command.h"
+#include "core/eval/evaluate.h"
+#include "core/model/llama2c_tokenizer.h"
+#include "core/model/text_documents.h"
+#include "core/output/in_process_quantizer.h"
+#include "core/util/status_macros.h"
+
+namespace catq::cli {
+namespace {
+
+struct CompareFlags {
+  std::string model;
+  std::string calib_text;
+  std::string text;
+  int64_t calib_max_docs = 64;
+  std::string methods = "rtn,smoothquant,hadamard,cat:1,cat:16,cat:32,cat:d";
+  std::string grids = "W4A4,W4A8,W4A16";
+  std::string work_dir;
+  bool json = false;
+};
+
+struct Variant {
+  std::string name;  // "cat k=32"
+  Recipe recipe;
+};
+
+struct Cell {
+  std::string variant;
+  std::string grid;
+  double perplexity = 0.0;
+  double kl_to_fp = 0.0;
+  double mean_sqnr_db = 0.0;
+};
+
+absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
+  std::vector<Variant> variants;
+  for (absl::string_view item : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    Variant v;
+    const std::vector<std::string> parts = absl::StrSplit(item, ':');
+    absl::StatusOr<Method> method = ParseMethod(parts[0]);
+    if (!method.ok()) return Prefix("--methods", method.status());
+    v.recipe.method = *method;
+    v.name = parts[0];
+    if (v.recipe.method == Method::kCat) {
+      const std::string k = parts.size() > 1 ? parts[1] : "128";
+      v.recipe.block_size = k == "d" ? (1 << 30) : std::atoi(k.c_str());
+      if (v.recipe.block_size < 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--methods: bad block size in \"", item, "\" (cat:K with K >= 1 or d)"));
+      }
+      v.name = absl::StrCat("cat k=", k);
+    }
+    variants.push_back(v);
+  }
+  return variants;
+}
+
+// "W4A8" -> weight bits 4, activation bits 8.
+absl::StatusOr<std::pair<int, int>> ParseGrid(absl::string_view grid) {
+  int w = 0;
+  int a = 0;
+  if (std::sscanf(std::string(grid).c_str(), "W%dA%d", &w, &a) != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("--grids: \"", grid, "\" is not WnAm"));
+  }
+  if (w != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--grids: \"", grid, "\": the pack-quantized output stores 4-bit weights only"));
+  }
+  return std::make_pair(w, a);
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const CompareFlags& flags,
+                                                                    int64_t vocab_size) {
+  CATQ_ASSIGN_OR_RETURN(
+      Llama2cTokenizer tokenizer,
+      Llama2cTokenizer::Load(Env::Default(), flags.model + "/tokenizer.bin", vocab_size));
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> texts,
+                        ReadTextDocuments(Env::Default(), flags.text));
+  return TokenizeDocuments(tokenizer, texts);
+}
+
+double MeanSqnr(const QuantizationReport& report) {
+  double sum = 0.0;
+  for (const LinearReport& linear : report.linears) {
+    sum += linear.sqnr_after.has_value() ? linear.sqnr_after->measured_sqnr_db : 0.0;
+  }
+  return report.linears.empty() ? 0.0 : sum / static_cast<double>(report.linears.size());
+}
+
+absl::StatusOr<Cell> RunCell(const CompareFlags& flags, const LlamaModel& fp,
+                             const CalibrationData& calibration,
+                             const std::vector<std::vector<int32_t>>& documents,
+                             const Variant& variant, const std::string& grid,
+                             const std::string& out) {
+  CATQ_ASSIGN_OR_RETURN(auto bits, ParseGrid(grid));
+  Recipe recipe = variant.recipe;
+  recipe.weights.bits = bits.first;
+  recipe.activation_bits = bits.second;
+  InProcessOptions options;
+  options.replace = true;
+  options.calibration_data = &calibration;
+  CATQ_ASSIGN_OR_RETURN(QuantizationReport report,
+                        QuantizeModelInProcess(Env::Default(), flags.model, out, recipe, options));
+  CATQ_ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizedModel::Open(out));
+  CATQ_ASSIGN_OR_RETURN(KlDivergenceResult kl,
+                        CompareQuantizedToReference(fp, quantized, documents));
+  return Cell{variant.name, grid, kl.candidate.perplexity, kl.mean_kl, MeanSqnr(report)};
+}
+
+void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& grids,
+                double fp_perplexity) {
+  std::cout << absl::StrFormat("%-14s", "recipe");
+  for (const std::string& grid : grids) {
+    std::cout << absl::StrFormat(" | %-26s", grid + ": ppl, KL, SQNR dB");
+  }
+  std::cout << absl::StrFormat("\n%-14s", "FP");
+  for (size_t g = 0; g < grids.size(); ++g)
+    std::cout << absl::StrFormat(" | %-26.4f", fp_perplexity);
+  for (size_t i = 0; i < cells.size(); i += grids.size()) {
+    std::cout << absl::StrFormat("\n%-14s", cells[i].variant);
+    for (size_t g = 0; g < grids.size(); ++g) {
+      const Cell& c = cells[i + g];
+      std::cout << absl::StrFormat(" | %7.4f %6.4f %6.2f     ", c.perplexity, c.kl_to_fp,
+                                   c.mean_sqnr_db);
+    }
+  }
+  std::cout << "\nppl: perplexity of the stored output; KL: nats per token to FP; SQNR: mean "
+               "per-linear measured W x A SQNR on calibration samples\n";
+}
+
+absl::Status RunCompare(const CompareFlags& flags) {
+  CATQ_ASSIGN_OR_RETURN(std::vector<Variant> variants, ParseMethods(flags.methods));
+  const std::vector<std::string> grids = absl::StrSplit(flags.grids, ',', absl::SkipEmpty());
+  for (const std::string& grid : grids) CATQ_RETURN_IF_ERROR(ParseGrid(grid).status());
+  CATQ_ASSIGN_OR_RETURN(LlamaModel fp, LlamaModel::Open(flags.model));
+  CalibrationInput input;
+  input.text_path = flags.calib_text;
+  input.text.max_documents = flags.calib_max_docs;
+  Recipe calibration_recipe;
+  calibration_recipe.method = Method::kCat;
+  CalibrationReport calibration_report;
+  CATQ_ASSIGN_OR_RETURN(CalibrationData calibration,
+                        LoadCalibration(Env::Default(), fp, flags.model, calibration_recipe, input,
+                                        &calibration_report));
+  if (calibration_report.statistics_block_size != 0) {
+    return absl::FailedPreconditionError(
+        "compare calibrates once with full Sx matrices; this model's sites are too wide");
+  }
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> documents,
+                        ReadEvalDocuments(flags, fp.config().vocab_size));
+  const std::string work = flags.work_dir.empty()
+                               ? (std::filesystem::temp_directory_path() / "catq-compare").string()
+                               : flags.work_dir;
+  std::vector<Cell> cells;
+  double fp_perplexity = 0.0;
+  for (const Variant& variant : variants) {
+    for (const std::string& grid : grids) {
+      const std::string out = absl::StrCat(work, "/out");
+      CATQ_ASSIGN_OR_RETURN(Cell cell,
+                            RunCell(flags, fp, calibration, documents, variant, grid, out));
+      if (!flags.json) {
+        std::cerr << absl::StrFormat("%s %s: perplexity %.4f\n", variant.name, grid,
+                                     cell.perplexity);
+      }
+      cells.push_back(cell);
+    }
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(work, ignored);
+  CATQ_ASSIGN_OR_RETURN(PerplexityResult fp_result, EvaluatePerplexity(fp, documents));
+  fp_perplexity = fp_result.perplexity;
+  if (flags.json) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const Cell& c : cells) {
+      rows.push_back({{"recipe", c.variant},
+                      {"grid", c.grid},
+                      {"perplexity", c.perplexity},
+                      {"kl_to_fp", c.kl_to_fp},
+                      {"mean_sqnr_db", c.mean_sqnr_db}});
+    }
+    std::cout << nlohmann::json({{"fp_perplexity", fp_perplexity},
+                                 {"calibration_documents", calibration_report.documents},
+                                 {"calibration_tokens", calibration_report.tokens},
+                                 {"results", rows}})
+                     .dump(2)
+              << "\n";
+  } else {
+    PrintTable(cells, grids, fp_perplexity);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddCompareCommand(CLI::App& app, CommandAction& run) {
+  auto flags = std::make_shared<CompareFlags>();
+  CLI::App* sub = app.add_subcommand(
+      "compare", "Quantize with every method and grid, evaluate each, print one table");
+  sub->add_option("--model", flags->model, "Hugging Face Llama directory")->required();
+  sub->add_option("--calib-text", flags->calib_text, "Calibration text file")->required();
+  sub->add_option("--text", flags->text, "Evaluation text file")->required();
+  sub->add_option("--calib-max-docs", flags->calib_max_docs, "First N calibration documents")
+      ->capture_default_str();
+  sub->add_option("--methods", flags->methods,
+                  "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d")
+      ->capture_default_str();
+  sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4)")->capture_default_str();
+  sub->add_option("--work-dir", flags->work_dir, "Scratch directory for the outputs");
+  sub->add_flag("--json", flags->json, "Print the results as JSON");
+  sub->callback([flags, &run] { run = [flags] { return RunCompare(*flags); }; });
+}
+
+}  // namespace catq::cli
