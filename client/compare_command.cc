@@ -14,9 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/command.h"
+#include "client/eval_documents.h"
 #include "core/eval/evaluate.h"
-#include "core/model/llama2c_tokenizer.h"
-#include "core/model/text_documents.h"
 #include "core/output/in_process_quantizer.h"
 #include "core/util/status_macros.h"
 
@@ -82,16 +81,6 @@ absl::StatusOr<std::pair<int, int>> ParseGrid(absl::string_view grid) {
         "--grids: \"", grid, "\": the pack-quantized output stores 4-bit weights only"));
   }
   return std::make_pair(w, a);
-}
-
-absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const CompareFlags& flags,
-                                                                    int64_t vocab_size) {
-  CATQ_ASSIGN_OR_RETURN(
-      Llama2cTokenizer tokenizer,
-      Llama2cTokenizer::Load(Env::Default(), flags.model + "/tokenizer.bin", vocab_size));
-  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> texts,
-                        ReadTextDocuments(Env::Default(), flags.text));
-  return TokenizeDocuments(tokenizer, texts);
 }
 
 double MeanSqnr(const QuantizationReport& report) {
@@ -162,7 +151,7 @@ absl::Status RunCompare(const CompareFlags& flags) {
         "compare calibrates once with full Sx matrices; this model's sites are too wide");
   }
   CATQ_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> documents,
-                        ReadEvalDocuments(flags, fp.config().vocab_size));
+                        ReadEvalDocuments(flags.model, flags.text, fp.config().vocab_size));
   const std::string work = flags.work_dir.empty()
                                ? (std::filesystem::temp_directory_path() / "catq-compare").string()
                                : flags.work_dir;

@@ -9,8 +9,10 @@
 
 #include "absl/strings/str_format.h"
 #include "client/command.h"
+#include "client/eval_documents.h"
 #include "client/progress.h"
 #include "client/recipe_flags.h"
+#include "core/eval/evaluate.h"
 #include "core/io/env.h"
 #include "core/output/in_process_quantizer.h"
 #include "core/util/status_macros.h"
@@ -24,6 +26,7 @@ struct QuantizeFlags {
   std::string out;
   std::string calib_text;
   std::string calib_stats;
+  std::string eval_text;
   int64_t calib_max_docs = 0;
   int64_t calib_max_tokens = 0;
   int64_t calib_samples = 512;
@@ -100,6 +103,24 @@ void PrintSummary(const QuantizationReport& report, const std::string& out) {
             << " shard(s))\n";
 }
 
+// Perplexity and KL to FP of the output as stored (from its shards), for
+// catq_report.json's "evaluation".
+absl::StatusOr<nlohmann::json> EvaluateOutput(const QuantizeFlags& flags) {
+  CATQ_ASSIGN_OR_RETURN(LlamaModel fp, LlamaModel::Open(flags.model));
+  CATQ_ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizedModel::Open(flags.out));
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> documents,
+                        ReadEvalDocuments(flags.model, flags.eval_text, fp.config().vocab_size));
+  CATQ_ASSIGN_OR_RETURN(KlDivergenceResult r,
+                        CompareQuantizedToReference(fp, quantized, documents));
+  return nlohmann::json{{"text", flags.eval_text},
+                        {"documents", r.candidate.documents},
+                        {"tokens", r.candidate.tokens},
+                        {"perplexity", r.candidate.perplexity},
+                        {"fp_perplexity", r.reference.perplexity},
+                        {"kl_to_fp", r.mean_kl},
+                        {"units", {{"kl_to_fp", "nats per predicted token"}}}};
+}
+
 absl::Status RunQuantize(const QuantizeFlags& flags) {
   if (!flags.server.empty()) {
     return absl::UnimplementedError(
@@ -124,10 +145,23 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
       QuantizeModelInProcess(Env::Default(), flags.model, flags.out, recipe, options);
   progress.Finish();
   CATQ_RETURN_IF_ERROR(report.status());
+  nlohmann::json json = QuantizationReportToJson(*report);
+  if (!flags.eval_text.empty()) {
+    CATQ_ASSIGN_OR_RETURN(json["evaluation"], EvaluateOutput(flags));
+    CATQ_RETURN_IF_ERROR(
+        WriteFileAtomically(Env::Default(), flags.out + "/catq_report.json", json.dump(2) + "\n"));
+  }
   if (flags.json) {
-    std::cout << QuantizationReportToJson(*report).dump(2) << "\n";
+    std::cout << json.dump(2) << "\n";
   } else {
     PrintSummary(*report, flags.out);
+    if (json.contains("evaluation")) {
+      const nlohmann::json& e = json["evaluation"];
+      std::cout << absl::StrFormat(
+          "evaluation on %s: perplexity %.4f (FP %.4f), KL to FP %.4f nats/token, %d tokens\n",
+          flags.eval_text, e["perplexity"].get<double>(), e["fp_perplexity"].get<double>(),
+          e["kl_to_fp"].get<double>(), e["tokens"].get<int64_t>());
+    }
   }
   return absl::OkStatus();
 }
@@ -142,6 +176,8 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--out", flags->out, "Output directory (must not exist unless --replace)")
       ->required();
   sub->add_option("--calib-text", flags->calib_text, "Calibration text file");
+  sub->add_option("--eval-text", flags->eval_text,
+                  "Evaluate the stored output on this text (perplexity, KL to FP) into the report");
   sub->add_option("--calib-stats", flags->calib_stats,
                   "Precomputed site statistics (safetensors; see `catq calibrate`)");
   sub->add_option("--calib-max-docs", flags->calib_max_docs,

@@ -134,9 +134,9 @@ TEST(CatqCli, AnalyzeAndCalibratedQuantizeAgreeOnStories260K) {
   EXPECT_LT(mean[0], mean[1]);
   EXPECT_LT(mean[1], mean[2]);
 
-  const CommandResult quantize =
-      RunCatq(absl::StrCat("quantize --json --recipe cat --block-size 32 --a-bits 4 --model ",
-                           dir.Join("hf"), " --out ", dir.Join("q"), calib));
+  const CommandResult quantize = RunCatq(absl::StrCat(
+      "quantize --json --recipe cat --block-size 32 --a-bits 4 --model ", dir.Join("hf"), " --out ",
+      dir.Join("q"), calib, " --eval-text ", testing::SharedPath("data/tinystories_sample.txt")));
   ASSERT_EQ(quantize.exit_code, 0) << quantize.output;
   const nlohmann::json report = ParseJsonOutput(quantize);
   ASSERT_EQ(report["sites"].size(), 20u);
@@ -146,6 +146,14 @@ TEST(CatqCli, AnalyzeAndCalibratedQuantizeAgreeOnStories260K) {
         << report["sites"][i]["key"];
   }
   EXPECT_EQ(report["calibration"]["documents"], 64);
+  // --eval-text: the stored output's perplexity (4.55 measured) and KL, also
+  // written into catq_report.json.
+  EXPECT_NEAR(report["evaluation"]["perplexity"].get<double>(), 4.55, 0.05);
+  EXPECT_NEAR(report["evaluation"]["fp_perplexity"].get<double>(), 3.548, 0.005);
+  EXPECT_GT(report["evaluation"]["kl_to_fp"].get<double>(), 0.0);
+  absl::StatusOr<std::string> stored = Env::Default()->ReadFile(dir.Join("q/catq_report.json"));
+  ASSERT_OK(stored);
+  EXPECT_EQ(nlohmann::json::parse(*stored)["evaluation"], report["evaluation"]);
   // The online tensors (rot_q is 43 x 43 floats) leave later I64 tensors off
   // 8-byte alignment; inspect reads them anyway.
   const CommandResult inspect = RunCatq(absl::StrCat("inspect --json ", dir.Join("q")));

@@ -1,0 +1,20 @@
+#include "client/eval_documents.h"
+
+#include "core/io/env.h"
+#include "core/model/llama2c_tokenizer.h"
+#include "core/model/text_documents.h"
+#include "core/util/status_macros.h"
+
+namespace catq::cli {
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const std::string& model_dir,
+                                                                    const std::string& text,
+                                                                    int64_t vocab_size) {
+  CATQ_ASSIGN_OR_RETURN(
+      Llama2cTokenizer tokenizer,
+      Llama2cTokenizer::Load(Env::Default(), model_dir + "/tokenizer.bin", vocab_size));
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> texts, ReadTextDocuments(Env::Default(), text));
+  return TokenizeDocuments(tokenizer, texts);
+}
+
+}  // namespace catq::cli
