@@ -103,6 +103,22 @@ TEST(TensorView, AsOfMisalignedDataIsFailedPrecondition) {
   EXPECT_THAT(*values, ElementsAre(1.0f, 2.0f));
 }
 
+// What a reader of a catq output needs: an I64 after an odd count of F32
+// values starts off 8-byte alignment, and CopyAs reads it anyway.
+TEST(TensorView, CopyAsReadsMisalignedDataAndChecksTheDType) {
+  Storage storage(ValueBytes(std::vector<int64_t>{172, -64}), 4);
+  TensorInfo info = Info(DType::kI64, {2}, 16);
+  info.data_begin = 4;
+  info.data_end = 20;
+  TensorView view(info, storage.view());
+  EXPECT_STATUS(view.As<int64_t>(), absl::StatusCode::kFailedPrecondition,
+                "not aligned to 8 bytes");
+  absl::StatusOr<std::vector<int64_t>> values = view.CopyAs<int64_t>();
+  ASSERT_OK(values);
+  EXPECT_THAT(*values, ElementsAre(172, -64));
+  EXPECT_STATUS(view.CopyAs<int32_t>(), absl::StatusCode::kFailedPrecondition, "tensor \"w\"");
+}
+
 TEST(TensorView, AsOfNoElementsIsEmpty) {
   const TensorInfo info = Info(DType::kF64, {0, 3}, 0);
   TensorView view(info, absl::string_view());
