@@ -14,12 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/command.h"
+#include "client/eval_documents.h"
 #include "core/eval/evaluate.h"
 #include "core/io/env.h"
 #include "core/model/llama2c_import.h"
-#include "core/model/llama2c_tokenizer.h"
 #include "core/model/llama_config.h"
-#include "core/model/text_documents.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -59,13 +58,8 @@ absl::Status CheckFlags(const EvalFlags& flags) {
 // set (the evaluators cut to the model's context in any case).
 absl::StatusOr<std::vector<std::vector<int32_t>>> ReadDocuments(const EvalFlags& flags,
                                                                 int64_t vocab_size) {
-  Env* env = Env::Default();
-  CATQ_ASSIGN_OR_RETURN(
-      Llama2cTokenizer tokenizer,
-      Llama2cTokenizer::Load(env, absl::StrCat(flags.model, "/", kLlama2cTokenizerFileName),
-                             vocab_size));
-  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> texts, ReadTextDocuments(env, flags.text));
-  std::vector<std::vector<int32_t>> documents = TokenizeDocuments(tokenizer, texts);
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> documents,
+                        ReadEvalDocuments(flags.model, flags.text, vocab_size));
   if (flags.max_tokens_per_doc > 0) {
     for (std::vector<int32_t>& ids : documents) {
       if (static_cast<int64_t>(ids.size()) > flags.max_tokens_per_doc) {

@@ -1,6 +1,8 @@
 #include "client/eval_documents.h"
 
+#include "absl/strings/str_cat.h"
 #include "core/io/env.h"
+#include "core/model/llama2c_import.h"
 #include "core/model/llama2c_tokenizer.h"
 #include "core/model/text_documents.h"
 #include "core/util/status_macros.h"
@@ -12,7 +14,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const std::s
                                                                     int64_t vocab_size) {
   CATQ_ASSIGN_OR_RETURN(
       Llama2cTokenizer tokenizer,
-      Llama2cTokenizer::Load(Env::Default(), model_dir + "/tokenizer.bin", vocab_size));
+      Llama2cTokenizer::Load(Env::Default(),
+                             absl::StrCat(model_dir, "/", kLlama2cTokenizerFileName), vocab_size));
   CATQ_ASSIGN_OR_RETURN(std::vector<std::string> texts, ReadTextDocuments(Env::Default(), text));
   return TokenizeDocuments(tokenizer, texts);
 }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cat/folded_norm_weights.h"
+#include "core/model/llama2c_import.h"
 #include "core/model/llama2c_tokenizer.h"
 #include "core/model/text_documents.h"
 #include "core/util/status_macros.h"
@@ -45,7 +46,7 @@ class StatisticsHook : public SiteHook {
       slot = std::make_unique<SiteStatistics>(std::move(created));
     }
     KeepSample(call, activations);
-    return Prefix(SiteStatisticsKey(call.layer, call.site), slot->Accumulate(activations));
+    return Prefix(SiteQualifiedName(call.layer, call.site), slot->Accumulate(activations));
   }
 
   // Merges the workers' statistics into one map; sites no worker saw are
@@ -58,7 +59,7 @@ class StatisticsHook : public SiteHook {
       for (auto& sites : per_worker_) {
         std::unique_ptr<SiteStatistics>& part = sites[static_cast<size_t>(slot)];
         if (part == nullptr) continue;
-        const std::string key = SiteStatisticsKey(layer, site);
+        const std::string key = SiteQualifiedName(layer, site);
         auto it = merged.find(key);
         if (it == merged.end()) {
           merged.emplace(key, std::move(*part));
@@ -75,7 +76,7 @@ class StatisticsHook : public SiteHook {
   std::map<std::string, RowMatrixXf> TakeSamples() && {
     std::map<std::string, RowMatrixXf> samples;
     for (size_t slot = 0; slot < samples_.size(); ++slot) {
-      samples.emplace(SiteStatisticsKey(static_cast<int64_t>(slot) / 4, kAllSites[slot % 4]),
+      samples.emplace(SiteQualifiedName(static_cast<int64_t>(slot) / 4, kAllSites[slot % 4]),
                       std::move(samples_[slot]));
     }
     return samples;
@@ -123,10 +124,6 @@ std::vector<int64_t> SampleOffsets(const std::vector<std::vector<int32_t>>& sequ
 
 }  // namespace
 
-std::string SiteStatisticsKey(int64_t layer, Site site) {
-  return absl::StrCat("model.layers.", layer, ".", SiteName(site));
-}
-
 absl::StatusOr<Calibration> CollectSiteStatistics(
     const LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
     const CalibrationOptions& options) {
@@ -168,9 +165,10 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
   if (options.max_documents > 0 && static_cast<int64_t>(documents.size()) > options.max_documents) {
     documents.resize(static_cast<size_t>(options.max_documents));
   }
-  CATQ_ASSIGN_OR_RETURN(Llama2cTokenizer tokenizer,
-                        Llama2cTokenizer::Load(env, absl::StrCat(model_dir, "/tokenizer.bin"),
-                                               model.config().vocab_size));
+  CATQ_ASSIGN_OR_RETURN(
+      Llama2cTokenizer tokenizer,
+      Llama2cTokenizer::Load(env, absl::StrCat(model_dir, "/", kLlama2cTokenizerFileName),
+                             model.config().vocab_size));
   std::vector<std::vector<int32_t>> sequences;
   int64_t taken = 0;
   const size_t context = static_cast<size_t>(model.config().max_position_embeddings);
@@ -194,7 +192,7 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
 absl::Status CheckStatisticsCover(const LlamaConfig& config, const SiteStatisticsMap& stats) {
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     for (Site site : kAllSites) {
-      const std::string key = SiteStatisticsKey(layer, site);
+      const std::string key = SiteQualifiedName(layer, site);
       auto it = stats.find(key);
       if (it == stats.end()) {
         return absl::InvalidArgumentError(absl::StrCat(key, ": no statistics for this site"));

@@ -14,7 +14,7 @@
 //   CalibrationOptions options;
 //   options.block_size = 0;  // full Sx matrices
 //   CATQ_ASSIGN_OR_RETURN(Calibration calib, CollectSiteStatistics(model, ids, options));
-//   const SiteStatistics& s = calib.statistics.at(SiteStatisticsKey(3, Site::kMlpIn));
+//   const SiteStatistics& s = calib.statistics.at(SiteQualifiedName(3, Site::kMlpIn));
 //
 // Each forward worker accumulates into statistics of its own (no locks on
 // the hot path), merged at the end: memory is (workers + 1) x the statistics.
@@ -34,10 +34,6 @@
 namespace catq {
 
 using SiteStatisticsMap = std::map<std::string, SiteStatistics>;
-
-// SiteStatisticsKey: "model.layers.{layer}.{site}", the key of the statistics
-// file and of quantization_config's sites.
-std::string SiteStatisticsKey(int64_t layer, Site site);
 
 struct CalibrationOptions {
   // Block size of the statistics: 0 (default) keeps the full Sx of every

@@ -188,7 +188,7 @@ class PlanWriter {
       CATQ_RETURN_IF_ERROR(ScaleFoldedRows(weights));
       report_->read_seconds += SecondsSince(env_, start);
       start = env_->NowMicros();
-      const std::string key = SiteStatisticsKey(layer, site);
+      const std::string key = SiteQualifiedName(layer, site);
       auto stats = inputs_.statistics.find(key);
       auto samples = inputs_.samples.find(key);
       CATQ_ASSIGN_OR_RETURN(

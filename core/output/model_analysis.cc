@@ -34,7 +34,7 @@ absl::StatusOr<ModelAnalysis> AnalyzeModel(Env* env, const std::string& model_di
                                                               calibration, &analysis.calibration));
   for (int64_t layer = 0; layer < model.config().num_hidden_layers; ++layer) {
     for (Site site : kAllSites) {
-      const std::string key = SiteStatisticsKey(layer, site);
+      const std::string key = SiteQualifiedName(layer, site);
       SiteAnalysis entry;
       entry.key = key;
       entry.layer = layer;

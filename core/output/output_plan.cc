@@ -52,7 +52,7 @@ absl::Status AppendOnlineTransformItems(const LlamaModel& model, const Recipe& r
   for (Site site : kAllSites) {
     OutputItem item;
     item.source = OutputSource::kOnlineTransform;
-    item.name = SiteStatisticsKey(layer, site);
+    item.name = SiteQualifiedName(layer, site);
     item.layer = layer;
     item.site = site;
     CATQ_ASSIGN_OR_RETURN(const bool folded, SiteIsFolded(model, recipe, layer, site));

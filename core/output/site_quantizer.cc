@@ -254,7 +254,7 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
     result.packed.push_back(std::move(packed));
     transformed.push_back(std::move(w));
   }
-  result.report.key = SiteStatisticsKey(weights.layer, weights.site);
+  result.report.key = SiteQualifiedName(weights.layer, weights.site);
   result.report.layer = weights.layer;
   result.report.site = std::string(SiteName(weights.site));
   result.report.dim = weights.dim();
@@ -309,7 +309,7 @@ absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, const SiteWeights&
                                         const SiteStatistics* stats, const RowMatrixXf* samples) {
   absl::StatusOr<SiteResult> result = QuantizeSiteUnprefixed(recipe, weights, stats, samples);
   if (!result.ok()) {
-    return Prefix(SiteStatisticsKey(weights.layer, weights.site), result.status());
+    return Prefix(SiteQualifiedName(weights.layer, weights.site), result.status());
   }
   return result;
 }

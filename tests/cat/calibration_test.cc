@@ -117,7 +117,7 @@ TEST_F(CalibrationTest, StatisticsAndSamplesAreThoseOfTheForwardActivations) {
       const RowMatrixXf x = Activations(1, site, fold);
       const RowMatrixXd xd = x.cast<double>();
       const Eigen::MatrixXd want = xd.transpose() * xd;
-      const std::string key = SiteStatisticsKey(1, site);
+      const std::string key = SiteQualifiedName(1, site);
       absl::StatusOr<Eigen::MatrixXd> got = calib->statistics.at(key).SumFull();
       ASSERT_OK(got);
       EXPECT_LT((*got - want).cwiseAbs().maxCoeff(), 1e-9 * want.cwiseAbs().maxCoeff()) << key;

@@ -1,44 +1,17 @@
 // Runs the real `catq` binary as a user would and checks what it prints.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/io/env.h"
 #include "nlohmann/json.hpp"
+#include "tests/client/catq_runner.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
 namespace catq {
 namespace {
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-CommandResult RunCatq(const std::string& args) {
-  const std::string command = absl::StrCat(CATQ_BINARY, " ", args, " 2>&1");
-  CommandResult result;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    result.output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-nlohmann::json ParseJsonOutput(const CommandResult& result) {
-  nlohmann::json json = nlohmann::json::parse(result.output, nullptr, /*allow_exceptions=*/false);
-  EXPECT_FALSE(json.is_discarded()) << result.output;
-  return json;
-}
 
 // The check: import stories260K, then `inspect --json` lists its 35
 // linear weights with the shapes of a 5-layer, d=64, 8/4-head, 172-wide model.

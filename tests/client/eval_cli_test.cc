@@ -1,11 +1,8 @@
 // Runs `catq eval` as a user would and checks its figures against the library
 // calls they come from (core/eval/evaluate.h).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -14,36 +11,12 @@
 #include "core/model/llama2c_tokenizer.h"
 #include "core/model/text_documents.h"
 #include "nlohmann/json.hpp"
+#include "tests/client/catq_runner.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
 namespace catq {
 namespace {
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-CommandResult RunCatq(const std::string& args) {
-  const std::string command = absl::StrCat(CATQ_BINARY, " ", args, " 2>&1");
-  CommandResult result;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    result.output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-nlohmann::json ParseJsonOutput(const CommandResult& result) {
-  nlohmann::json json = nlohmann::json::parse(result.output, nullptr, /*allow_exceptions=*/false);
-  EXPECT_FALSE(json.is_discarded()) << result.output;
-  return json;
-}
 
 // stories260K imported to `fp` and quantized RTN W4 g32 to `q`, by the CLI.
 class EvalCliTest : public ::testing::Test {

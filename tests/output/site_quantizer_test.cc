@@ -226,7 +226,7 @@ class SiteQuantizerTest : public ::testing::Test {
   }
 
   const SiteStatistics& Stats(Site site) {
-    return calibration_.statistics.at(SiteStatisticsKey(1, site));
+    return calibration_.statistics.at(SiteQualifiedName(1, site));
   }
 
   testing::TempDir dir_;
@@ -243,7 +243,7 @@ TEST_F(SiteQuantizerTest, PackedWeightsDecodeToTheTransformedWeights) {
     ASSERT_EQ(weights->modules.size(), 2u);
     absl::StatusOr<SiteResult> result =
         QuantizeSite(recipe, *weights, &Stats(Site::kMlpIn),
-                     &calibration_.samples.at(SiteStatisticsKey(1, Site::kMlpIn)));
+                     &calibration_.samples.at(SiteQualifiedName(1, Site::kMlpIn)));
     ASSERT_OK(result);
     EXPECT_EQ(result->record.online, method != Method::kRtn);
     EXPECT_EQ(result->record.hadamard, method == Method::kHadamard || method == Method::kCat);
