@@ -59,6 +59,10 @@ class Env {
   // NewWritableFile: creates or truncates `path`.
   virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
       const std::string& path) = 0;
+  // NewAppendableFile: opens `path` for appending, creating it when absent
+  // (a resumed upload continues its partial file).
+  virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path) = 0;
   // MapFile: maps `path` read-only. An empty file maps to an empty view.
   virtual absl::StatusOr<std::unique_ptr<MappedFile>> MapFile(const std::string& path) = 0;
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path) = 0;
@@ -88,6 +92,10 @@ class EnvWrapper : public Env {
 
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     return target_->NewWritableFile(path);
+  }
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path) override {
+    return target_->NewAppendableFile(path);
   }
   absl::StatusOr<std::unique_ptr<MappedFile>> MapFile(const std::string& path) override {
     return target_->MapFile(path);

@@ -99,6 +99,13 @@ class PosixEnv : public Env {
     return std::make_unique<PosixWritableFile>(path, fd);
   }
 
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return PosixError(absl::StrCat("open ", path), errno);
+    return std::make_unique<PosixWritableFile>(path, fd);
+  }
+
   absl::StatusOr<std::unique_ptr<MappedFile>> MapFile(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return PosixError(absl::StrCat("open ", path), errno);

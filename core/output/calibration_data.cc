@@ -1,8 +1,13 @@
 #include "core/output/calibration_data.h"
 
+#include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "core/tensor/safetensors_file.h"
+#include "core/tensor/safetensors_writer.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -58,6 +63,38 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
   CATQ_RETURN_IF_ERROR(CheckStatisticsCover(model.config(), inputs.statistics));
   report->seconds = static_cast<double>(env->NowMicros() - start) * 1e-6;
   return inputs;
+}
+
+absl::Status WriteActivationSamples(Env* env, const std::string& path,
+                                    const std::map<std::string, RowMatrixXf>& samples) {
+  std::vector<TensorSpec> specs;
+  for (const auto& [key, matrix] : samples) {
+    specs.push_back({key, DType::kF32, {matrix.rows(), matrix.cols()}});
+  }
+  CATQ_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWriter> writer,
+                        SafetensorsWriter::Create(env, path, std::move(specs)));
+  for (const auto& [key, matrix] : samples) {
+    CATQ_RETURN_IF_ERROR(writer->Append(absl::string_view(
+        reinterpret_cast<const char*>(matrix.data()), matrix.size() * sizeof(float))));
+  }
+  return writer->Finish();
+}
+
+absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamples(Env* env,
+                                                                         const std::string& path) {
+  CATQ_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path, env));
+  std::map<std::string, RowMatrixXf> samples;
+  for (const TensorInfo& info : file.tensors()) {
+    if (info.dtype != DType::kF32 || info.shape.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", info.name, ": expected F32 [tokens, dim]"));
+    }
+    CATQ_ASSIGN_OR_RETURN(TensorView view, file.Get(info.name));
+    RowMatrixXf matrix(info.shape[0], info.shape[1]);
+    std::memcpy(matrix.data(), view.bytes().data(), view.bytes().size());
+    samples.emplace(info.name, std::move(matrix));
+  }
+  return samples;
 }
 
 }  // namespace catq

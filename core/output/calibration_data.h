@@ -60,6 +60,18 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
                                                 const CalibrationInput& input,
                                                 CalibrationReport* report);
 
+// WriteActivationSamples / ReadActivationSamples
+//
+// CalibrationData::samples as a safetensors file, one F32 [tokens, dim]
+// tensor per site key, so a calibration computed once (the service's
+// calibration stage) serves every later layer task. Writing is atomic; an
+// empty map is written as a file with no tensors. Read errors name the path
+// and tensor.
+absl::Status WriteActivationSamples(Env* env, const std::string& path,
+                                    const std::map<std::string, RowMatrixXf>& samples);
+absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamples(Env* env,
+                                                                         const std::string& path);
+
 }  // namespace catq
 
 #endif  // CATQ_CORE_OUTPUT_CALIBRATION_DATA_H_

@@ -27,6 +27,7 @@
 #include "core/cat/recipe.h"
 #include "core/io/env.h"
 #include "core/output/calibration_data.h"
+#include "core/output/output_assembler.h"
 #include "core/output/quantization_report.h"
 
 namespace catq {
@@ -44,12 +45,6 @@ struct InProcessOptions {
   // Called after each linear is quantized, in write order; `done` counts
   // linears finished out of `total`.
   std::function<void(const LinearReport& linear, int64_t done, int64_t total)> on_linear;
-};
-
-// Tokenizer and generation files copied from the input when present.
-inline constexpr const char* kCopiedSideFiles[] = {
-    "tokenizer.bin",         "tokenizer.model",         "tokenizer.json",
-    "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
 };
 
 // Errors: the model cannot be opened or validated (names file and tensor),

@@ -1,0 +1,71 @@
+#include "core/output/layer_quantizer.h"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/model/llama_weights.h"
+#include "core/output/output_plan.h"
+#include "core/util/status_macros.h"
+
+namespace catq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// v_proj's rows times attn_out's folded t (one KV head per query head, so
+// row j feeds channel j), up_proj's rows times mlp_out's.
+absl::Status ScaleFoldedRows(const std::vector<SiteResult>& done, SiteWeights& weights) {
+  const std::pair<Site, LinearKind> folds[] = {{Site::kAttnOut, LinearKind::kVProj},
+                                               {Site::kMlpOut, LinearKind::kUpProj}};
+  for (const auto& [producer_site, kind] : folds) {
+    const std::optional<Eigen::VectorXd>& t =
+        done[static_cast<size_t>(producer_site)].folded_diagonal;
+    if (!t.has_value()) continue;
+    for (size_t i = 0; i < weights.kinds.size(); ++i) {
+      if (weights.kinds[i] != kind) continue;
+      if (weights.weights[i].rows() != t->size()) {
+        return absl::InternalError(absl::StrCat(weights.modules[i], ": ", t->size(),
+                                                " folded scales for ", weights.weights[i].rows(),
+                                                " rows"));
+      }
+      weights.weights[i] = t->cast<float>().asDiagonal() * weights.weights[i];
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe& recipe,
+                                          int64_t layer, const CalibrationData& calibration) {
+  LayerResult result;
+  result.layer = layer;
+  result.sites.resize(kAllSites.size());
+  for (Site site : {Site::kAttnOut, Site::kMlpOut, Site::kAttnIn, Site::kMlpIn}) {
+    Clock::time_point start = Clock::now();
+    CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model, layer, site, recipe));
+    CATQ_ASSIGN_OR_RETURN(weights.fold_diagonal, SiteIsFolded(model, recipe, layer, site));
+    CATQ_RETURN_IF_ERROR(ScaleFoldedRows(result.sites, weights));
+    result.read_seconds += SecondsSince(start);
+    start = Clock::now();
+    const std::string key = SiteQualifiedName(layer, site);
+    auto stats = calibration.statistics.find(key);
+    auto samples = calibration.samples.find(key);
+    CATQ_ASSIGN_OR_RETURN(
+        result.sites[static_cast<size_t>(site)],
+        QuantizeSite(recipe, weights,
+                     stats == calibration.statistics.end() ? nullptr : &stats->second,
+                     samples == calibration.samples.end() ? nullptr : &samples->second));
+    result.quantize_seconds += SecondsSince(start);
+  }
+  return result;
+}
+
+}  // namespace catq
