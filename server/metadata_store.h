@@ -161,8 +161,7 @@ class MetadataStore {
   virtual absl::StatusOr<std::pair<JobRecord, bool>> InsertJob(const JobRecord& job) = 0;
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& tenant, const std::string& id) = 0;
   // ListJobs: newest first (create_time_ms, then id), at most `limit`.
-  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& tenant,
-                                                          int limit) = 0;
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& tenant, int limit) = 0;
   // Jobs of every tenant not in a terminal state, oldest first (the
   // scheduler's work on restart).
   virtual absl::StatusOr<std::vector<JobRecord>> ListUnfinishedJobs() = 0;
@@ -170,8 +169,8 @@ class MetadataStore {
   virtual absl::StatusOr<int64_t> CountUnfinishedJobs(const std::string& tenant) = 0;
   // SetJobState: also sets error and update_time_ms. A job already terminal
   // keeps its state: FailedPrecondition ("job 'j': already cancelled").
-  virtual absl::Status SetJobState(const std::string& id, JobState state,
-                                   const std::string& error, int64_t now_ms) = 0;
+  virtual absl::Status SetJobState(const std::string& id, JobState state, const std::string& error,
+                                   int64_t now_ms) = 0;
   virtual absl::Status SetJobCalibration(const std::string& id, const std::string& sha256) = 0;
   // SetJobResult: result_files and state SUCCEEDED in one transaction.
   virtual absl::Status SetJobResult(const std::string& id, const std::vector<StoredFile>& files,

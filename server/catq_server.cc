@@ -1,0 +1,92 @@
+#include "server/catq_server.h"
+
+#include <cblas.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+
+namespace catq::server {
+
+absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: required");
+  Env* env = Env::Default();
+  auto server = std::unique_ptr<CatqServer>(new CatqServer());
+  const std::string& dir = options.data_dir;
+  CATQ_RETURN_IF_ERROR(env->CreateDirs(dir));
+  CATQ_ASSIGN_OR_RETURN(server->store_, MetadataStore::Open(absl::StrCat(dir, "/catq.db")));
+  CATQ_ASSIGN_OR_RETURN(server->blobs_, BlobStore::Open(env, absl::StrCat(dir, "/blobs")));
+  if (options.tokens_file.empty()) {
+    server->auth_ = std::make_unique<TenantAuth>(TenantAuth::Open());
+  } else {
+    CATQ_ASSIGN_OR_RETURN(TenantAuth auth, TenantAuth::FromFile(options.tokens_file));
+    server->auth_ = std::make_unique<TenantAuth>(std::move(auth));
+  }
+  server->models_ =
+      std::make_unique<ModelRepository>(env, server->blobs_.get(), absl::StrCat(dir, "/models"));
+  server->uploads_ =
+      std::make_unique<UploadReceiver>(env, server->store_.get(), server->blobs_.get(),
+                                       absl::StrCat(dir, "/uploads"), options.upload_limits);
+  server->events_ = std::make_unique<JobEventHub>();
+  JobRunnerOptions runner_options;
+  runner_options.workers =
+      options.workers > 0 ? options.workers
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  runner_options.jobs_dir = absl::StrCat(dir, "/jobs");
+  // Parallelism comes from the workers; each BLAS call runs on its caller's
+  // thread, which also keeps every result independent of the worker count.
+  openblas_set_num_threads(1);
+  server->runner_ =
+      std::make_unique<JobRunner>(env, runner_options, server->store_.get(), server->blobs_.get(),
+                                  server->models_.get(), server->events_.get());
+  server->service_ = std::make_unique<QuantizerService>(
+      env, server->auth_.get(), server->store_.get(), server->blobs_.get(), server->models_.get(),
+      server->uploads_.get(), server->runner_.get(), server->events_.get(), options.service_limits);
+
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+      return absl::InvalidArgumentError("--tls-cert and --tls-key: give both or neither");
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    CATQ_ASSIGN_OR_RETURN(std::string cert, env->ReadFile(options.tls_cert_file));
+    CATQ_ASSIGN_OR_RETURN(std::string key, env->ReadFile(options.tls_key_file));
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot listen"));
+  }
+  CATQ_RETURN_IF_ERROR(server->runner_->Start());
+  return server;
+}
+
+void CatqServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  runner_->Stop();
+}
+
+void CatqServer::Wait() { server_->Wait(); }
+
+CatqServer::~CatqServer() {
+  if (server_ != nullptr) Shutdown();
+}
+
+}  // namespace catq::server

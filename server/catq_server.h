@@ -1,0 +1,72 @@
+// File: server/catq_server.h
+//
+// The wiring of `catq serve`: opens the data dir (SQLite database, blobs,
+// models, uploads, job outputs), starts the job runner's in-process workers
+// and the gRPC server with catq.v1.Quantizer, standard health checking and
+// server reflection, TLS when a certificate and key are given.
+//
+//   CatqServerOptions options;
+//   options.listen = "127.0.0.1:0";
+//   options.data_dir = dir;
+//   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<CatqServer> server, CatqServer::Start(options));
+//   ... server->port() ...
+//   server->Shutdown();
+//
+// Thread-safety: Shutdown may be called from any thread, once.
+#ifndef CATQ_SERVER_CATQ_SERVER_H_
+#define CATQ_SERVER_CATQ_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/quantizer_service.h"
+
+namespace catq::server {
+
+struct CatqServerOptions {
+  std::string listen = "127.0.0.1:50051";  // port 0 picks a free one
+  std::string data_dir;
+  int workers = 0;          // 0: one per core
+  std::string tokens_file;  // empty: single tenant, no tokens
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  UploadLimits upload_limits;
+  ServiceLimits service_limits;
+  int max_message_bytes = 8 << 20;
+};
+
+class CatqServer {
+ public:
+  // Start: everything above; errors name the file, directory or address.
+  static absl::StatusOr<std::unique_ptr<CatqServer>> Start(const CatqServerOptions& options);
+  ~CatqServer();
+
+  int port() const { return port_; }
+  // Shutdown: refuses new calls, ends running ones (watchers and fetches are
+  // cancelled after a short grace period), stops the workers after their
+  // current task. Unfinished jobs resume at the next Start.
+  void Shutdown();
+  // Wait: blocks until Shutdown.
+  void Wait();
+
+ private:
+  CatqServer() = default;
+  std::unique_ptr<MetadataStore> store_;
+  std::unique_ptr<BlobStore> blobs_;
+  std::unique_ptr<TenantAuth> auth_;
+  std::unique_ptr<ModelRepository> models_;
+  std::unique_ptr<UploadReceiver> uploads_;
+  std::unique_ptr<JobEventHub> events_;
+  std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<QuantizerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace catq::server
+
+#endif  // CATQ_SERVER_CATQ_SERVER_H_

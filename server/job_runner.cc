@@ -1,0 +1,458 @@
+#include "server/job_runner.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/cat/site_statistics.h"
+#include "core/io/staged_directory.h"
+#include "core/model/llama_model.h"
+#include "core/output/calibration_data.h"
+#include "core/output/layer_quantizer.h"
+#include "core/output/layer_result_io.h"
+#include "core/output/output_assembler.h"
+#include "core/output/site_quantizer.h"
+#include "core/util/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "proto/recipe_conversion.h"
+
+namespace catq::server {
+
+// What every task of a job reads, loaded once per job while it runs.
+struct JobRunner::JobContext {
+  JobRecord record;
+  v1::SubmitJobRequest request;
+  Recipe recipe;
+  std::string model_dir;
+  std::unique_ptr<LlamaModel> model;
+  CalibrationData calibration;
+  CalibrationReport calibration_report;
+};
+
+namespace {
+
+int64_t NowMs(Env* env) { return static_cast<int64_t>(env->NowMicros() / 1000); }
+
+nlohmann::json CalibrationReportJson(const CalibrationReport& r) {
+  return {{"source", r.source},
+          {"path", r.path},
+          {"documents", r.documents},
+          {"tokens", r.tokens},
+          {"max_documents", r.max_documents},
+          {"max_tokens", r.max_tokens},
+          {"statistics_block_size", r.statistics_block_size},
+          {"seconds", r.seconds}};
+}
+
+CalibrationReport CalibrationReportFromJson(const nlohmann::json& j) {
+  CalibrationReport r;
+  r.source = j.value("source", "none");
+  r.path = j.value("path", "");
+  r.documents = j.value("documents", int64_t{0});
+  r.tokens = j.value("tokens", int64_t{0});
+  r.max_documents = j.value("max_documents", int64_t{0});
+  r.max_tokens = j.value("max_tokens", int64_t{0});
+  r.statistics_block_size = j.value("statistics_block_size", int64_t{0});
+  r.seconds = j.value("seconds", 0.0);
+  return r;
+}
+
+v1::TaskSummary SummarizeLayer(const LayerResult& result) {
+  v1::TaskSummary summary;
+  summary.set_layer(result.layer);
+  summary.set_seconds(result.read_seconds + result.quantize_seconds);
+  for (Site s : kAllSites) {
+    const SiteResult& site = result.site(s);
+    v1::SiteSummary* out = summary.add_sites();
+    out->set_site(std::string(SiteName(s)));
+    double sum = 0.0;
+    for (const LinearReport& linear : site.linears) sum += linear.weight_sqnr_db;
+    if (!site.linears.empty()) out->set_weight_sqnr_db_mean(sum / site.linears.size());
+    if (site.report.sqnr_before.has_value()) {
+      out->set_sqnr_before_db(site.report.sqnr_before->measured_sqnr_db);
+    }
+    if (site.report.sqnr_after.has_value()) {
+      out->set_sqnr_after_db(site.report.sqnr_after->measured_sqnr_db);
+      out->set_predicted_sqnr_after_db(site.report.sqnr_after->predicted_sqnr_db);
+    }
+  }
+  return summary;
+}
+
+// Stores the file at `path` as a blob (it is moved) and returns its digest.
+absl::StatusOr<std::string> StoreFile(Env* env, BlobStore* blobs, const std::string& path) {
+  CATQ_ASSIGN_OR_RETURN(std::string sha, Sha256OfFile(env, path));
+  CATQ_RETURN_IF_ERROR(blobs->PutFile(path, sha));
+  return sha;
+}
+
+}  // namespace
+
+JobRunner::JobRunner(Env* env, JobRunnerOptions options, MetadataStore* store, BlobStore* blobs,
+                     ModelRepository* models, JobEventHub* events)
+    : env_(env),
+      options_(std::move(options)),
+      store_(store),
+      blobs_(blobs),
+      models_(models),
+      events_(events) {}
+
+JobRunner::~JobRunner() { Stop(); }
+
+absl::Status JobRunner::Start() {
+  CATQ_RETURN_IF_ERROR(store_->ResetRunningTasks());
+  CATQ_ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, store_->ListUnfinishedJobs());
+  for (const JobRecord& job : unfinished) Enqueue(job);
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+void JobRunner::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+}
+
+void JobRunner::Enqueue(const JobRecord& job) {
+  {
+    absl::MutexLock lock(&mu_);
+    tenants_[job.id] = job.tenant;
+  }
+  Push({WorkItem::kPlan, job.id, 0});
+}
+
+void JobRunner::Push(WorkItem item) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(item));
+}
+
+// Two workers finishing a job's last tasks together may both see it
+// complete; only the first queues the assembly.
+void JobRunner::PushAssembleOnce(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  if (!assembling_.insert(job_id).second) return;
+  queue_.push_back({WorkItem::kAssemble, job_id, 0});
+}
+
+bool JobRunner::Cancelled(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return cancelled_.count(job_id) > 0;
+}
+
+void JobRunner::DropContext(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  contexts_.erase(job_id);
+}
+
+std::string JobRunner::OutputDir(const std::string& job_id) const {
+  return absl::StrCat(options_.jobs_dir, "/", job_id, "/output");
+}
+
+absl::StatusOr<JobRecord> JobRunner::GetJob(const std::string& job_id) {
+  std::string tenant;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tenants_.find(job_id);
+    if (it == tenants_.end()) {
+      return absl::InternalError(absl::StrCat("job '", job_id, "': not known to the runner"));
+    }
+    tenant = it->second;
+  }
+  return store_->GetJob(tenant, job_id);
+}
+
+v1::Job JobRunner::JobToProto(const JobRecord& job) const {
+  v1::Job out;
+  out.set_job_id(job.id);
+  out.set_model_id(job.model_id);
+  out.set_calibration_id(job.calibration_id);
+  out.set_eval_calibration_id(job.eval_calibration_id);
+  out.set_idempotency_key(job.idempotency_key);
+  v1::SubmitJobRequest request;
+  if (request.ParseFromString(job.request)) *out.mutable_recipe() = request.recipe();
+  out.set_state(static_cast<v1::JobState>(job.state));
+  out.set_error(job.error);
+  out.set_tasks_total(job.tasks_total);
+  out.set_tasks_done(job.tasks_done);
+  out.set_create_time_ms(job.create_time_ms);
+  out.set_update_time_ms(job.update_time_ms);
+  out.set_eta_seconds(-1);
+  {
+    absl::MutexLock lock(const_cast<absl::Mutex*>(&mu_));
+    auto it = quantize_start_ms_.find(job.id);
+    if (job.state == JobState::kQuantizing && it != quantize_start_ms_.end() &&
+        job.tasks_done > 0) {
+      const double elapsed = static_cast<double>(job.update_time_ms - it->second) * 1e-3;
+      out.set_eta_seconds(elapsed / job.tasks_done * (job.tasks_total - job.tasks_done));
+    }
+  }
+  for (const StoredFile& file : job.result_files) {
+    v1::FileEntry* entry = out.add_result_files();
+    entry->set_path(file.path);
+    entry->set_size(file.size);
+    entry->set_sha256(file.sha256);
+  }
+  return out;
+}
+
+void JobRunner::PublishJob(const std::string& job_id, const v1::JobEvent& detail) {
+  absl::StatusOr<JobRecord> job = GetJob(job_id);
+  if (!job.ok()) return;
+  v1::JobEvent event = detail;
+  *event.mutable_job() = JobToProto(*job);
+  events_->Publish(event);
+}
+
+void JobRunner::SetState(const std::string& job_id, JobState state) {
+  if (store_->SetJobState(job_id, state, "", NowMs(env_)).ok()) PublishJob(job_id, {});
+}
+
+void JobRunner::FailJob(const std::string& job_id, const absl::Status& status) {
+  if (Cancelled(job_id)) return;
+  const std::string message =
+      absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+  if (store_->SetJobState(job_id, JobState::kFailed, message, NowMs(env_)).ok()) {
+    v1::JobEvent event;
+    event.set_message(message);
+    PublishJob(job_id, event);
+  }
+  DropContext(job_id);
+}
+
+absl::Status JobRunner::Cancel(const JobRecord& job) {
+  CATQ_RETURN_IF_ERROR(
+      store_->SetJobState(job.id, JobState::kCancelled, "cancelled by the client", NowMs(env_)));
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_.insert(job.id);
+    tenants_[job.id] = job.tenant;
+    std::erase_if(queue_, [&](const WorkItem& item) { return item.job_id == job.id; });
+  }
+  DropContext(job.id);
+  PublishJob(job.id, {});
+  return absl::OkStatus();
+}
+
+void JobRunner::WorkerLoop() {
+  while (true) {
+    WorkItem item;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      item = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    if (Cancelled(item.job_id)) continue;
+    absl::Status status = Run(item);
+    if (!status.ok()) FailJob(item.job_id, status);
+  }
+}
+
+absl::Status JobRunner::Run(const WorkItem& item) {
+  switch (item.kind) {
+    case WorkItem::kPlan:
+      return Plan(item.job_id);
+    case WorkItem::kLayer:
+      return RunLayer(item.job_id, item.task_index);
+    case WorkItem::kAssemble:
+      return Assemble(item.job_id);
+  }
+  return absl::InternalError("unknown work item");
+}
+
+absl::StatusOr<std::shared_ptr<JobRunner::JobContext>> JobRunner::Context(
+    const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = contexts_.find(job_id);
+    if (it != contexts_.end()) return it->second;
+  }
+  auto context = std::make_shared<JobContext>();
+  CATQ_ASSIGN_OR_RETURN(context->record, GetJob(job_id));
+  if (!context->request.ParseFromString(context->record.request)) {
+    return absl::DataLossError(absl::StrCat("job '", job_id, "': stored request is unreadable"));
+  }
+  CATQ_ASSIGN_OR_RETURN(context->recipe, RecipeFromProto(context->request.recipe()));
+  CATQ_ASSIGN_OR_RETURN(ModelRecord model,
+                        store_->GetModel(context->record.tenant, context->record.model_id));
+  CATQ_ASSIGN_OR_RETURN(context->model_dir, models_->Directory(model));
+  CATQ_ASSIGN_OR_RETURN(LlamaModel opened, LlamaModel::Open(context->model_dir, env_));
+  context->model = std::make_unique<LlamaModel>(std::move(opened));
+  if (context->record.calibration_sha256.empty()) {
+    CATQ_RETURN_IF_ERROR(Calibrate(*context));
+  } else {
+    CATQ_RETURN_IF_ERROR(LoadStoredCalibration(*context));
+  }
+  absl::MutexLock lock(&mu_);
+  return contexts_.emplace(job_id, std::move(context)).first->second;
+}
+
+// Runs the calibration the job names (forward pass over text, or the uploaded
+// statistics) and stores its statistics, samples and report as blobs, named by
+// one manifest blob, so no later stage or restart repeats it.
+absl::Status JobRunner::Calibrate(JobContext& context) {
+  const JobRecord& job = context.record;
+  if (job.calibration_id.empty()) return absl::OkStatus();  // RTN needs none
+  SetState(job.id, JobState::kCalibrating);
+  CATQ_ASSIGN_OR_RETURN(CalibrationRecord calibration,
+                        store_->GetCalibration(job.tenant, job.calibration_id));
+  CATQ_ASSIGN_OR_RETURN(std::string path, blobs_->VerifiedPath(calibration.file.sha256));
+  CalibrationInput input;
+  if (calibration.kind == v1::CALIBRATION_KIND_STATISTICS) {
+    input.statistics_path = path;
+  } else {
+    input.text_path = path;
+  }
+  const v1::CalibrationOptions& options = context.request.calibration_options();
+  input.text.max_documents = options.max_documents();
+  input.text.max_tokens = options.max_tokens();
+  if (options.has_sample_tokens()) input.sample_tokens = options.sample_tokens();
+  input.threads = std::max(1, options_.workers);
+  CATQ_ASSIGN_OR_RETURN(context.calibration,
+                        catq::LoadCalibration(env_, *context.model, context.model_dir,
+                                              context.recipe, input, &context.calibration_report));
+  context.calibration_report.path = calibration.name;
+
+  const std::string statistics_path = blobs_->NewTempPath();
+  CATQ_RETURN_IF_ERROR(WriteSiteStatistics(env_, statistics_path, context.calibration.statistics));
+  CATQ_ASSIGN_OR_RETURN(std::string statistics_sha, StoreFile(env_, blobs_, statistics_path));
+  const std::string samples_path = blobs_->NewTempPath();
+  CATQ_RETURN_IF_ERROR(WriteActivationSamples(env_, samples_path, context.calibration.samples));
+  CATQ_ASSIGN_OR_RETURN(std::string samples_sha, StoreFile(env_, blobs_, samples_path));
+  const nlohmann::json manifest = {{"statistics", statistics_sha},
+                                   {"samples", samples_sha},
+                                   {"report", CalibrationReportJson(context.calibration_report)}};
+  CATQ_ASSIGN_OR_RETURN(std::string manifest_sha, blobs_->PutBytes(manifest.dump()));
+  CATQ_RETURN_IF_ERROR(store_->SetJobCalibration(job.id, manifest_sha));
+  context.record.calibration_sha256 = manifest_sha;
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::LoadStoredCalibration(JobContext& context) {
+  CATQ_ASSIGN_OR_RETURN(std::string text, blobs_->ReadVerified(context.record.calibration_sha256));
+  const nlohmann::json manifest = nlohmann::json::parse(text, nullptr, false);
+  if (manifest.is_discarded() || !manifest.contains("statistics")) {
+    return absl::DataLossError(absl::StrCat("job '", context.record.id,
+                                            "': the stored calibration manifest is unreadable"));
+  }
+  CATQ_ASSIGN_OR_RETURN(std::string statistics,
+                        blobs_->VerifiedPath(manifest["statistics"].get<std::string>()));
+  CATQ_ASSIGN_OR_RETURN(context.calibration.statistics, ReadSiteStatistics(statistics, env_));
+  CATQ_ASSIGN_OR_RETURN(std::string samples,
+                        blobs_->VerifiedPath(manifest["samples"].get<std::string>()));
+  CATQ_ASSIGN_OR_RETURN(context.calibration.samples, ReadActivationSamples(env_, samples));
+  context.calibration_report = CalibrationReportFromJson(manifest["report"]);
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::Plan(const std::string& job_id) {
+  CATQ_ASSIGN_OR_RETURN(std::shared_ptr<JobContext> context, Context(job_id));
+  CATQ_ASSIGN_OR_RETURN(std::vector<TaskRecord> tasks, store_->ListTasks(job_id));
+  if (tasks.empty()) {
+    for (int64_t layer = 0; layer < context->model->config().num_hidden_layers; ++layer) {
+      TaskRecord task;
+      task.job_id = job_id;
+      task.index = layer;
+      task.layer = layer;
+      tasks.push_back(task);
+    }
+    CATQ_RETURN_IF_ERROR(store_->CreateTasks(job_id, tasks));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    quantize_start_ms_[job_id] = NowMs(env_);
+  }
+  SetState(job_id, JobState::kQuantizing);
+  bool all_done = true;
+  for (const TaskRecord& task : tasks) {
+    if (task.state == TaskState::kDone) continue;
+    all_done = false;
+    Push({WorkItem::kLayer, job_id, task.index});
+  }
+  if (all_done) PushAssembleOnce(job_id);
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::RunLayer(const std::string& job_id, int64_t task_index) {
+  if (!store_->StartTask(job_id, task_index).ok()) return absl::OkStatus();  // not pending
+  CATQ_ASSIGN_OR_RETURN(std::shared_ptr<JobContext> context, Context(job_id));
+  absl::StatusOr<LayerResult> result =
+      QuantizeLayer(*context->model, context->recipe, task_index, context->calibration);
+  if (!result.ok()) return Prefix(absl::StrCat("layer ", task_index), result.status());
+  const std::string path = blobs_->NewTempPath();
+  CATQ_RETURN_IF_ERROR(WriteLayerResult(env_, path, *result));
+  CATQ_ASSIGN_OR_RETURN(std::string sha, StoreFile(env_, blobs_, path));
+  const v1::TaskSummary summary = SummarizeLayer(*result);
+  CATQ_ASSIGN_OR_RETURN(bool first,
+                        store_->CompleteTask(job_id, task_index, sha, summary.SerializeAsString()));
+  if (!first) return absl::OkStatus();
+  v1::JobEvent event;
+  *event.mutable_task_finished() = summary;
+  PublishJob(job_id, event);
+  CATQ_ASSIGN_OR_RETURN(JobRecord job, GetJob(job_id));
+  if (job.tasks_done == job.tasks_total) PushAssembleOnce(job_id);
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::Assemble(const std::string& job_id) {
+  CATQ_ASSIGN_OR_RETURN(std::shared_ptr<JobContext> context, Context(job_id));
+  SetState(job_id, JobState::kAssembling);
+  CATQ_ASSIGN_OR_RETURN(std::vector<TaskRecord> tasks, store_->ListTasks(job_id));
+  std::map<int64_t, std::string> results;
+  for (const TaskRecord& task : tasks) results[task.layer] = task.result_sha256;
+
+  const std::string output = OutputDir(job_id);
+  CATQ_RETURN_IF_ERROR(env_->CreateDirs(std::filesystem::path(output).parent_path().string()));
+  CATQ_ASSIGN_OR_RETURN(std::unique_ptr<StagedDirectory> staged,
+                        StagedDirectory::Create(env_, output, /*replace=*/true));
+  QuantizationReport report =
+      NewQuantizationReport(*context->model, context->model_dir, context->recipe);
+  CATQ_ASSIGN_OR_RETURN(ModelRecord model,
+                        store_->GetModel(context->record.tenant, context->record.model_id));
+  report.model_dir = absl::StrCat("model:", model.id);
+  report.model_name = model.name;
+  report.calibration = context->calibration_report;
+  report.calibration_seconds = context->calibration_report.seconds;
+  AssembleOptions options;
+  if (context->request.max_shard_bytes() > 0) {
+    options.max_shard_bytes = context->request.max_shard_bytes();
+  }
+  options.start_micros = static_cast<uint64_t>(context->record.create_time_ms) * 1000;
+  const LayerResultSource stored = [&](int64_t layer) -> absl::StatusOr<LayerResult> {
+    auto it = results.find(layer);
+    if (it == results.end() || it->second.empty()) {
+      return absl::InternalError(absl::StrCat("layer ", layer, ": no stored result"));
+    }
+    CATQ_ASSIGN_OR_RETURN(std::string path, blobs_->VerifiedPath(it->second));
+    return ReadLayerResult(env_, path);
+  };
+  CATQ_RETURN_IF_ERROR(AssembleOutput(env_, *context->model, context->model_dir, context->recipe,
+                                      stored, options, staged->path(), &report));
+  CATQ_RETURN_IF_ERROR(staged->Publish());
+
+  std::vector<StoredFile> files;
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(output));
+  for (const std::string& name : names) {
+    const std::string path = absl::StrCat(output, "/", name);
+    StoredFile file;
+    file.path = name;
+    CATQ_ASSIGN_OR_RETURN(file.size, env_->GetFileSize(path));
+    CATQ_ASSIGN_OR_RETURN(file.sha256, Sha256OfFile(env_, path));
+    files.push_back(std::move(file));
+  }
+  if (Cancelled(job_id)) return absl::OkStatus();
+  CATQ_RETURN_IF_ERROR(store_->SetJobResult(job_id, files, NowMs(env_)));
+  PublishJob(job_id, {});
+  DropContext(job_id);
+  return absl::OkStatus();
+}
+
+}  // namespace catq::server

@@ -1,0 +1,131 @@
+// File: server/job_runner.h
+//
+// Runs jobs (architecture.md section 2, steps 4 and 5) on a pool of
+// in-process worker threads. A job moves through stages, each recorded in
+// the MetadataStore before it starts, so a restarted server resumes it:
+//
+//   queued -> calibrating   the calibration forward pass (or the uploaded
+//                           statistics), stored as blobs once
+//          -> quantizing    one task per layer (layer_quantizer.h: its four
+//                           sites), results stored as blobs, first result wins
+//          -> assembling    the output directory written from the stored
+//                           task results (output_assembler.h)
+//          -> evaluating    optional: perplexity of the stored output
+//          -> succeeded | failed | cancelled
+//
+// The layer is the task because a layer's sites depend on each other when
+// diagonal transforms fold (attn_out's into v_proj, read by attn_in). Every
+// stage is deterministic, and the output is assembled in plan order from
+// stored results, so it is byte-identical whatever the worker count, the
+// task order, or restarts in between.
+//
+//   JobRunner runner(options, &store, &blobs, &models, &events);
+//   runner.Start();            // resumes unfinished jobs
+//   runner.Enqueue(job);       // after SubmitJob stored it
+//
+// Thread-safety: thread-safe.
+#ifndef CATQ_SERVER_JOB_RUNNER_H_
+#define CATQ_SERVER_JOB_RUNNER_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "catq/v1/catq.pb.h"
+#include "core/io/env.h"
+#include "server/blob_store.h"
+#include "server/job_events.h"
+#include "server/metadata_store.h"
+#include "server/model_repository.h"
+
+namespace catq::server {
+
+struct JobRunnerOptions {
+  int workers = 1;
+  // Where finished outputs live: <jobs_dir>/<job_id>/output.
+  std::string jobs_dir;
+};
+
+class JobRunner {
+ public:
+  JobRunner(Env* env, JobRunnerOptions options, MetadataStore* store, BlobStore* blobs,
+            ModelRepository* models, JobEventHub* events);
+  ~JobRunner();  // Stop()
+  JobRunner(const JobRunner&) = delete;
+  JobRunner& operator=(const JobRunner&) = delete;
+
+  // Start: resets tasks left running by a previous process, queues every
+  // unfinished job and starts the workers.
+  absl::Status Start();
+  // Stop: lets running tasks finish, then joins the workers. Queued work
+  // stays recorded for the next Start.
+  void Stop();
+
+  // Enqueue: plans `job` (stored, queued) on the pool.
+  void Enqueue(const JobRecord& job);
+  // Cancel: records the job cancelled (FailedPrecondition when it already
+  // ended) and drops its queued tasks; a running task finishes, unused.
+  absl::Status Cancel(const JobRecord& job);
+
+  // OutputDir: where a job's output is (once it succeeded).
+  std::string OutputDir(const std::string& job_id) const;
+
+  // JobToProto: the wire view of a stored job, with its ETA.
+  v1::Job JobToProto(const JobRecord& job) const;
+
+  // Publish: an event with the job's current stored state.
+  void PublishJob(const std::string& job_id, const v1::JobEvent& detail);
+
+ private:
+  struct WorkItem {
+    enum Kind { kPlan, kLayer, kAssemble } kind = kPlan;
+    std::string job_id;
+    int64_t task_index = 0;
+  };
+  struct JobContext;
+
+  void WorkerLoop();
+  absl::Status Run(const WorkItem& item);
+  absl::Status Plan(const std::string& job_id);
+  absl::Status RunLayer(const std::string& job_id, int64_t task_index);
+  absl::Status Assemble(const std::string& job_id);
+  absl::StatusOr<std::shared_ptr<JobContext>> Context(const std::string& job_id);
+  absl::Status Calibrate(JobContext& context);
+  absl::Status LoadStoredCalibration(JobContext& context);
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
+  void FailJob(const std::string& job_id, const absl::Status& status);
+  void SetState(const std::string& job_id, JobState state);
+  void Push(WorkItem item);
+  void PushAssembleOnce(const std::string& job_id);
+  bool Cancelled(const std::string& job_id);
+  void DropContext(const std::string& job_id);
+
+  Env* const env_;
+  const JobRunnerOptions options_;
+  MetadataStore* const store_;
+  BlobStore* const blobs_;
+  ModelRepository* const models_;
+  JobEventHub* const events_;
+
+  absl::Mutex mu_;
+  std::deque<WorkItem> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> assembling_ ABSL_GUARDED_BY(mu_);            // assembly queued or done
+  std::map<std::string, std::string> tenants_ ABSL_GUARDED_BY(mu_);  // job id -> tenant
+  std::map<std::string, std::shared_ptr<JobContext>> contexts_ ABSL_GUARDED_BY(mu_);
+  // When each job's quantizing stage started (this process), for the ETA.
+  std::map<std::string, int64_t> quantize_start_ms_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace catq::server
+
+#endif  // CATQ_SERVER_JOB_RUNNER_H_

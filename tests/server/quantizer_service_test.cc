@@ -1,0 +1,309 @@
+// The service end to end over real gRPC on loopback: a CatqServer with its
+// in-process workers and data dir, driven by the public QuantizerClient.
+#include <grpcpp/create_channel.h>
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "catq/v1/catq.grpc.pb.h"
+#include "client/quantizer_client.h"
+#include "core/cat/calibration.h"
+#include "core/model/synth.h"
+#include "core/output/in_process_quantizer.h"
+#include "proto/recipe_conversion.h"
+#include "server/catq_server.h"
+#include "tests/util/status_matchers.h"
+#include "tests/util/test_env.h"
+
+namespace catq::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ReadAll(const std::string& path) {
+  absl::StatusOr<std::string> bytes = Env::Default()->ReadFile(path);
+  EXPECT_OK(bytes);
+  return bytes.value_or("");
+}
+
+class QuantizerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SynthOptions synth;
+    synth.preset = "tiny";
+    ASSERT_OK(WriteSyntheticModel(Env::Default(), synth, dir_.Join("model")));
+    // Statistics from random tokens through the model: the precomputed
+    // calibration a client of an architecture catq cannot run would send.
+    auto model = LlamaModel::Open(dir_.Join("model"));
+    ASSERT_OK(model);
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int32_t> token(3, model->config().vocab_size - 1);
+    std::vector<std::vector<int32_t>> sequences(4, std::vector<int32_t>(40, 1));
+    for (auto& s : sequences) {
+      for (size_t i = 1; i < s.size(); ++i) s[i] = token(rng);
+    }
+    auto calibration = CollectSiteStatistics(*model, sequences, {});
+    ASSERT_OK(calibration);
+    ASSERT_OK(WriteSiteStatistics(Env::Default(), dir_.Join("stats.safetensors"),
+                                  calibration->statistics));
+    ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("tokens"),
+                                  "tok-a tenant-a\ntok-b tenant-b  # second tenant\n"));
+    StartServer();
+  }
+
+  void StartServer() {
+    CatqServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.data_dir = dir_.Join("data");
+    options.workers = 2;
+    options.tokens_file = dir_.Join("tokens");
+    auto server = CatqServer::Start(options);
+    ASSERT_OK(server);
+    server_ = std::move(*server);
+  }
+
+  std::unique_ptr<client::QuantizerClient> Client(const std::string& token) {
+    client::ClientOptions options;
+    options.server = absl::StrCat("127.0.0.1:", server_->port());
+    options.token = token;
+    auto client = client::QuantizerClient::Connect(options);
+    EXPECT_OK(client);
+    return std::move(*client);
+  }
+
+  Recipe CatRecipe() {
+    Recipe recipe;
+    recipe.method = Method::kCat;
+    recipe.block_size = 16;
+    recipe.activation_bits = 4;
+    return recipe;
+  }
+
+  // Uploads the model and statistics as tenant A and submits `recipe`.
+  v1::Job Submit(client::QuantizerClient& client, const Recipe& recipe) {
+    auto model = client.UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
+    EXPECT_OK(model);
+    auto calibration = client.UploadCalibration(dir_.Join("stats.safetensors"),
+                                                v1::CALIBRATION_KIND_STATISTICS, "stats");
+    EXPECT_OK(calibration);
+    v1::SubmitJobRequest request;
+    request.set_model_id(model->model_id());
+    request.set_calibration_id(calibration->calibration_id());
+    *request.mutable_recipe() = RecipeToProto(recipe);
+    auto submitted = client.Submit(request);
+    EXPECT_OK(submitted);
+    return submitted->job();
+  }
+
+  void ExpectSameAsInProcess(const std::string& fetched, const Recipe& recipe) {
+    InProcessOptions options;
+    options.calibration.statistics_path = dir_.Join("stats.safetensors");
+    ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("model"), dir_.Join("direct"),
+                                     recipe, options));
+    for (const char* name : {"model.safetensors", "config.json"}) {
+      EXPECT_TRUE(ReadAll(dir_.Join("direct/") + name) == ReadAll(fetched + "/" + name))
+          << name << " differs from the in-process output";
+    }
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<CatqServer> server_;
+};
+
+TEST_F(QuantizerServiceTest, JobThroughTheServerEqualsTheInProcessOutput) {
+  auto client = Client("tok-a");
+  const v1::Job submitted = Submit(*client, CatRecipe());
+  EXPECT_EQ(submitted.state(), v1::JOB_STATE_QUEUED);
+  int tasks_finished = 0;
+  bool first = true;
+  auto job = client->Watch(submitted.job_id(), [&](const v1::JobEvent& event) {
+    if (first) {
+      EXPECT_EQ(event.job().job_id(), submitted.job_id());
+    }
+    first = false;
+    if (event.has_task_finished()) ++tasks_finished;
+  });
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  EXPECT_EQ(job->tasks_total(), 2);
+  EXPECT_EQ(job->tasks_done(), 2);
+  EXPECT_LE(tasks_finished, 2);  // a watcher that joins late sees the state, not every event
+  auto fetched = client->Fetch(job->job_id(), dir_.Join("fetched"));
+  ASSERT_OK(fetched);
+  ExpectSameAsInProcess(dir_.Join("fetched"), CatRecipe());
+  const nlohmann::json report =
+      nlohmann::json::parse(ReadAll(dir_.Join("fetched/catq_report.json")));
+  EXPECT_EQ(report["model"]["name"], "tiny");
+  EXPECT_EQ(report["linears"].size(), 14u);
+}
+
+TEST_F(QuantizerServiceTest, SameIdempotencyKeyReturnsTheSameJob) {
+  auto client = Client("tok-a");
+  auto model = client->UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
+  ASSERT_OK(model);
+  v1::SubmitJobRequest request;
+  request.set_model_id(model->model_id());
+  request.set_idempotency_key("nightly-1");
+  auto first = client->Submit(request);
+  auto second = client->Submit(request);
+  ASSERT_OK(first);
+  ASSERT_OK(second);
+  EXPECT_FALSE(first->deduplicated());
+  EXPECT_TRUE(second->deduplicated());
+  EXPECT_EQ(first->job().job_id(), second->job().job_id());
+}
+
+TEST_F(QuantizerServiceTest, TenantsSeeOnlyTheirOwnIdsAndBadTokensAreRefused) {
+  auto a = Client("tok-a");
+  const v1::Job job = Submit(*a, CatRecipe());
+  auto b = Client("tok-b");
+  EXPECT_EQ(b->GetJob(job.job_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(b->CancelJob(job.job_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(b->Watch(job.job_id(), nullptr).status().code(), absl::StatusCode::kNotFound);
+  v1::SubmitJobRequest request;
+  request.set_model_id(job.model_id());
+  EXPECT_EQ(b->Submit(request).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(b->ListJobs()->empty());
+  EXPECT_TRUE(b->ListModels()->empty());
+
+  auto stranger = Client("tok-unknown");
+  auto refused = stranger->GetJob(job.job_id());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(refused.status().message(), Not(HasSubstr("tok-unknown")));
+  EXPECT_EQ(Client("")->ListJobs().status().code(), absl::StatusCode::kUnauthenticated);
+  // Tenant A still sees its job.
+  EXPECT_OK(a->GetJob(job.job_id()));
+}
+
+TEST_F(QuantizerServiceTest, BadRequestsNameTheFieldAndTheServerKeepsServing) {
+  auto client = Client("tok-a");
+  auto model = client->UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
+  ASSERT_OK(model);
+  v1::SubmitJobRequest request;
+  request.set_model_id(model->model_id());
+  request.mutable_recipe()->set_weight_bits(9);
+  auto bad_bits = client->Submit(request);
+  EXPECT_EQ(bad_bits.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_bits.status().message(), HasSubstr("recipe.weight_bits"));
+  request.mutable_recipe()->clear_weight_bits();
+  request.mutable_recipe()->set_method("cat");
+  auto no_calibration = client->Submit(request);
+  EXPECT_EQ(no_calibration.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_calibration.status().message(), HasSubstr("calibration_id"));
+  request.set_model_id("m-doesnotexist");
+  EXPECT_EQ(client->Submit(request).status().code(), absl::StatusCode::kNotFound);
+
+  // A model whose config does not match its tensors is refused at upload.
+  ASSERT_OK(Env::Default()->CreateDirs(dir_.Join("broken")));
+  std::string config = ReadAll(dir_.Join("model/config.json"));
+  nlohmann::json json = nlohmann::json::parse(config);
+  json["hidden_size"] = 96;
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("broken/config.json"), json.dump()));
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("broken/model.safetensors"),
+                                ReadAll(dir_.Join("model/model.safetensors"))));
+  auto broken = client->UploadModel(dir_.Join("broken"), "broken", v1::MODEL_FORMAT_HF);
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(broken.status().message()), HasSubstr("model.embed_tokens.weight"));
+  EXPECT_THAT(broken.status().message(), Not(HasSubstr(dir_.Join("data"))));
+
+  // Chunks must continue where the server's bytes end.
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::Quantizer::NewStub(channel);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer tok-a");
+  v1::UploadModelResponse response;
+  auto writer = stub->UploadModel(&context, &response);
+  v1::UploadModelRequest header;
+  header.mutable_header()->set_upload_id("out-of-order");
+  header.mutable_header()->set_name("x");
+  header.mutable_header()->set_format(v1::MODEL_FORMAT_HF);
+  v1::FileEntry* file = header.mutable_header()->add_files();
+  file->set_path("config.json");
+  file->set_size(10);
+  file->set_sha256(std::string(64, 'a'));
+  ASSERT_TRUE(writer->Write(header));
+  v1::UploadModelRequest chunk;
+  chunk.mutable_chunk()->set_offset(4);
+  chunk.mutable_chunk()->set_data("abc");
+  writer->Write(chunk);
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("offset 4, expected 0"));
+
+  // After all of it, a normal job still runs.
+  v1::SubmitJobRequest rtn;
+  rtn.set_model_id(model->model_id());
+  auto job = client->Submit(rtn);
+  ASSERT_OK(job);
+  auto done = client->Watch(job->job().job_id(), nullptr);
+  ASSERT_OK(done);
+  EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+}
+
+TEST_F(QuantizerServiceTest, InterruptedFetchResumesToIdenticalFiles) {
+  auto client = Client("tok-a");
+  const v1::Job submitted = Submit(*client, CatRecipe());
+  auto job = client->Watch(submitted.job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("whole")));
+  // Leave the shard as a half-received .part, as a killed fetch does.
+  const std::string shard = ReadAll(dir_.Join("whole/model.safetensors"));
+  ASSERT_OK(Env::Default()->CreateDirs(dir_.Join("resumed")));
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("resumed/model.safetensors.part"),
+                                shard.substr(0, shard.size() / 2)));
+  auto resumed = client->Fetch(job->job_id(), dir_.Join("resumed"));
+  ASSERT_OK(resumed);
+  EXPECT_LT(resumed->bytes_received, shard.size() + 64 * 1024);
+  EXPECT_TRUE(ReadAll(dir_.Join("resumed/model.safetensors")) == shard);
+
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::Quantizer::NewStub(channel);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer tok-a");
+  v1::FetchResultRequest past_end;
+  past_end.set_job_id(job->job_id());
+  past_end.set_path("model.safetensors");
+  past_end.set_offset(shard.size() + 1);
+  auto reader = stub->FetchResult(&context, past_end);
+  v1::FetchResultChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(status.error_message(), HasSubstr("past the end"));
+}
+
+TEST_F(QuantizerServiceTest, RestartedServerFinishesTheJobWithTheSameOutput) {
+  auto client = Client("tok-a");
+  const v1::Job submitted = Submit(*client, CatRecipe());
+  server_->Shutdown();
+  server_.reset();
+  StartServer();
+  client = Client("tok-a");
+  auto job = client->Watch(submitted.job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
+  ExpectSameAsInProcess(dir_.Join("fetched"), CatRecipe());
+}
+
+TEST_F(QuantizerServiceTest, CancelEndsTheJob) {
+  auto client = Client("tok-a");
+  const v1::Job submitted = Submit(*client, CatRecipe());
+  auto cancelled = client->CancelJob(submitted.job_id());
+  if (cancelled.ok()) {
+    EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  } else {
+    // The job finished first: cancelling an ended job is refused.
+    EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  auto job = client->Watch(submitted.job_id(), nullptr);
+  ASSERT_OK(job);
+  EXPECT_TRUE(job->state() == v1::JOB_STATE_CANCELLED || job->state() == v1::JOB_STATE_SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace catq::server
