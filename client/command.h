@@ -23,6 +23,15 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run);
 void AddAnalyzeCommand(CLI::App& app, CommandAction& run);
 void AddCompareCommand(CLI::App& app, CommandAction& run);
 void AddEvalCommand(CLI::App& app, CommandAction& run);
+// In the `catq` binary only (links the server): client/serve_command.cc.
+void AddServeCommand(CLI::App& app, CommandAction& run);
+// Commands that talk to a catq server (client/quantizer_client.h).
+void AddUploadCommand(CLI::App& app, CommandAction& run);
+void AddSubmitCommand(CLI::App& app, CommandAction& run);
+void AddWatchCommand(CLI::App& app, CommandAction& run);
+void AddFetchCommand(CLI::App& app, CommandAction& run);
+void AddJobsCommand(CLI::App& app, CommandAction& run);
+void AddCancelCommand(CLI::App& app, CommandAction& run);
 
 }  // namespace catq::cli
 

@@ -17,6 +17,13 @@ int main(int argc, char** argv) {
   catq::cli::AddAnalyzeCommand(app, run);
   catq::cli::AddCompareCommand(app, run);
   catq::cli::AddEvalCommand(app, run);
+  catq::cli::AddUploadCommand(app, run);
+  catq::cli::AddSubmitCommand(app, run);
+  catq::cli::AddWatchCommand(app, run);
+  catq::cli::AddFetchCommand(app, run);
+  catq::cli::AddJobsCommand(app, run);
+  catq::cli::AddCancelCommand(app, run);
+  catq::cli::AddServeCommand(app, run);
 
   CLI11_PARSE(app, argc, argv);
   absl::Status status = run();
