@@ -10,17 +10,16 @@
 //   ClientOptions options;
 //   options.server = "localhost:50051";
 //   options.token = token;  // sent, never printed
-//   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<QuantizerClient> client,
-//   QuantizerClient::Connect(options)); CATQ_ASSIGN_OR_RETURN(v1::Model model,
-//   client->UploadModel("models/llama", "llama",
-//                                                              v1::MODEL_FORMAT_HF));
+//   CATQ_ASSIGN_OR_RETURN(auto client, QuantizerClient::Connect(options));
+//   CATQ_ASSIGN_OR_RETURN(v1::Model model,
+//                         client->UploadModel("models/llama", "llama", v1::MODEL_FORMAT_HF));
 //   v1::SubmitJobRequest request;
 //   request.set_model_id(model.model_id());
 //   *request.mutable_recipe() = RecipeToProto(recipe);
 //   CATQ_ASSIGN_OR_RETURN(v1::SubmitJobResponse submitted, client->Submit(request));
 //   CATQ_ASSIGN_OR_RETURN(v1::Job job, client->Watch(submitted.job().job_id(), nullptr));
-//   CATQ_ASSIGN_OR_RETURN(FetchStats fetched, client->Fetch(job.job_id(), "out/llama-w4",
-//   nullptr));
+//   if (job.state() != v1::JOB_STATE_SUCCEEDED) return absl::AbortedError(job.error());
+//   CATQ_ASSIGN_OR_RETURN(FetchStats fetched, client->Fetch(job.job_id(), "out/w4"));
 //
 // Errors: a failed RPC keeps the server's code, and its message becomes
 // "<Rpc>: <CODE>: <server's message>", e.g. "SubmitJob: INVALID_ARGUMENT:
@@ -190,8 +189,8 @@ class QuantizerClient {
   // its size and sha256 match GetJob's entry. A fetch killed midway and run
   // again continues from the .part files.
   // Errors: FailedPrecondition when the job has not SUCCEEDED;
-  // InvalidArgument for a result path that is absolute or holds ".."
-  // (nothing is written for it); DataLoss when a chunk is not the one asked
+  // InvalidArgument for a result path that is absolute or holds ".." (all
+  // paths are checked before anything is written); DataLoss when a chunk is not the one asked
   // for (path, offset, a first chunk whose file_size or sha256 differ from
   // GetJob's), runs past the file's size, or the finished file's sha256
   // differs (a corrupt .part is discarded and fetched once more from byte 0

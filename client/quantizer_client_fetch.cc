@@ -1,11 +1,6 @@
 // QuantizerClient::Fetch: each result file through `<path>.part`, resumed
 // from the .part's size, checked chunk by chunk and by sha256 at the end,
 // then renamed into place.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 
@@ -17,47 +12,6 @@
 
 namespace catq::client {
 namespace {
-
-// A file opened for appending. core/io/env.h has no append mode (its
-// NewWritableFile truncates), and resuming a .part needs one.
-class AppendFile : public WritableFile {
- public:
-  static absl::StatusOr<std::unique_ptr<WritableFile>> Open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) return Error(path, "open");
-    return std::unique_ptr<WritableFile>(new AppendFile(path, fd));
-  }
-  ~AppendFile() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  absl::Status Append(absl::string_view data) override {
-    while (!data.empty()) {
-      const ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Error(path_, "write");
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
-  }
-  absl::Status Sync() override {
-    return ::fsync(fd_) == 0 ? absl::OkStatus() : Error(path_, "fsync");
-  }
-  absl::Status Close() override {
-    const int fd = fd_;
-    fd_ = -1;
-    return ::close(fd) == 0 ? absl::OkStatus() : Error(path_, "close");
-  }
-
- private:
-  AppendFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  static absl::Status Error(const std::string& path, const char* call) {
-    const std::string message = absl::StrCat(path, ": ", call, ": ", std::strerror(errno));
-    if (errno == ENOSPC || errno == EDQUOT) return absl::ResourceExhaustedError(message);
-    return absl::InternalError(message);
-  }
-  const std::string path_;
-  int fd_;
-};
 
 absl::StatusOr<bool> IsComplete(Env* env, const std::string& path, const v1::FileEntry& file) {
   if (!env->FileExists(path)) return false;
@@ -78,7 +32,7 @@ absl::StatusOr<uint64_t> ResumeOffset(Env* env, const std::string& part, uint64_
 absl::StatusOr<std::unique_ptr<WritableFile>> OpenPart(Env* env, const std::string& part,
                                                        uint64_t offset) {
   if (offset == 0) return env->NewWritableFile(part);  // Creates or truncates.
-  return AppendFile::Open(part);
+  return env->NewAppendableFile(part);
 }
 
 // A chunk must continue exactly what was asked for; the first one of a file
