@@ -86,9 +86,13 @@ void TransferProgressPrinter::Update(uint64_t done, uint64_t total) {
     started_ = true;
     start_ = now;
     first_done_ = done;
+    // A plain line at 0 says nothing; the first comes after an interval.
+    if (!printer_.terminal()) last_drawn_ = now;
   }
   const absl::Duration interval = printer_.terminal() ? absl::Milliseconds(200) : absl::Seconds(10);
   if (done < total && now - last_drawn_ < interval) return;
+  if (done >= total && finished_) return;  // "done" once, however many files end there.
+  finished_ = done >= total;
   last_drawn_ = now;
   const double seconds = absl::ToDoubleSeconds(now - start_);
   const double rate = seconds > 0 ? (done - first_done_) / seconds : 0.0;

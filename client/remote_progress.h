@@ -49,6 +49,7 @@ class TransferProgressPrinter {
   absl::Time last_drawn_ = absl::InfinitePast();
   uint64_t first_done_ = 0;
   bool started_ = false;
+  bool finished_ = false;
 };
 
 class JobProgressPrinter {
