@@ -164,8 +164,8 @@ TEST_F(RemoteCliTest, FetchJobsAndCancel) {
 
   const CommandResult jobs = RunCatq("jobs --limit 5");
   ASSERT_EQ(jobs.exit_code, 0) << jobs.output;
-  EXPECT_THAT(jobs.output, HasSubstr("j-1  SUCCEEDED"));
-  EXPECT_THAT(jobs.output, HasSubstr("m-1  cat"));
+  EXPECT_THAT(jobs.output, ::testing::ContainsRegex("id +state +tasks +model +method\n"
+                                                    "j-1 +SUCCEEDED +0/0 +m-1 +cat\n"));
   EXPECT_EQ(fake_.list_limits, std::vector<int>{5});
 
   const CommandResult cancel = RunCatq("cancel j-1");
