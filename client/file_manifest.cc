@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "client/sha256.h"
+#include "core/io/sha256.h"
 #include "core/util/status_macros.h"
 
 namespace catq::client {

@@ -11,7 +11,7 @@
 #include "client/model_upload.h"
 #include "client/remote_progress.h"
 #include "client/report_summary.h"
-#include "client/sha256.h"
+#include "core/io/sha256.h"
 #include "core/util/status_macros.h"
 
 namespace catq::cli {
@@ -102,7 +102,7 @@ absl::StatusOr<nlohmann::json> ReadReport(const std::string& out) {
 std::string QuantizeIdempotencyKey(const v1::SubmitJobRequest& request) {
   v1::SubmitJobRequest keyless = request;
   keyless.clear_idempotency_key();
-  return absl::StrCat("quantize-", client::Sha256Hex(DeterministicBytes(keyless)).substr(0, 40));
+  return absl::StrCat("quantize-", Sha256Hex(DeterministicBytes(keyless)).substr(0, 40));
 }
 
 absl::Status RunRemoteQuantize(const RemoteQuantizeRequest& request) {

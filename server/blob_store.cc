@@ -1,25 +1,16 @@
 #include "server/blob_store.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 
 #include "absl/random/random.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 
 namespace catq::server {
 namespace {
-
-EVP_MD_CTX* NewSha256Context() {
-  EVP_MD_CTX* context = EVP_MD_CTX_new();
-  // Only allocation can fail here; a constructor has no status to return.
-  if (context == nullptr || EVP_DigestInit_ex(context, EVP_sha256(), nullptr) != 1) std::abort();
-  return context;
-}
 
 absl::Status DigestMismatch(absl::string_view what, absl::string_view expected,
                             absl::string_view actual) {
@@ -42,44 +33,6 @@ absl::Status MoveIntoStore(Env* env, const std::string& root, const std::string&
 }
 
 }  // namespace
-
-Sha256Hasher::Sha256Hasher() : context_(NewSha256Context()) {}
-
-Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_)); }
-
-void Sha256Hasher::Update(absl::string_view bytes) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), bytes.data(), bytes.size());
-}
-
-std::string Sha256Hasher::Finish() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), digest, &size);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), size));
-}
-
-std::string Sha256Hex(absl::string_view bytes) {
-  Sha256Hasher hasher;
-  hasher.Update(bytes);
-  return hasher.Finish();
-}
-
-absl::StatusOr<std::string> Sha256OfFile(Env* env, const std::string& path) {
-  CATQ_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, env->MapFile(path));
-  // Pages of the mapping are read as the hash reaches them, so a file of any
-  // size takes no memory of its own.
-  Sha256Hasher hasher;
-  hasher.Update(file->bytes());
-  return hasher.Finish();
-}
-
-bool IsSha256Hex(absl::string_view text) {
-  if (text.size() != 64) return false;
-  for (char c : text) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
 
 absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(Env* env, const std::string& root) {
   CATQ_RETURN_IF_ERROR(env->CreateDirs(absl::StrCat(root, "/tmp")));

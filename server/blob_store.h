@@ -22,33 +22,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/io/env.h"
+#include "core/io/sha256.h"
 
 namespace catq::server {
-
-// Sha256Hex: lowercase hex sha256 of `bytes` (OpenSSL EVP).
-std::string Sha256Hex(absl::string_view bytes);
-
-// Incremental sha256 over a stream of appends.
-class Sha256Hasher {
- public:
-  Sha256Hasher();
-  ~Sha256Hasher();
-  Sha256Hasher(const Sha256Hasher&) = delete;
-  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
-  void Update(absl::string_view bytes);
-  // Finish: the lowercase hex digest; the hasher is then spent.
-  std::string Finish();
-
- private:
-  void* context_;  // EVP_MD_CTX
-};
-
-// Sha256OfFile: streams `path` through Sha256Hasher (mmap). NotFound when
-// missing.
-absl::StatusOr<std::string> Sha256OfFile(Env* env, const std::string& path);
-
-// IsSha256Hex: 64 lowercase hex digits.
-bool IsSha256Hex(absl::string_view text);
 
 class BlobStore {
  public:

@@ -183,7 +183,7 @@ v1::Job JobRunner::JobToProto(const JobRecord& job) const {
   out.set_update_time_ms(job.update_time_ms);
   out.set_eta_seconds(-1);
   {
-    absl::MutexLock lock(const_cast<absl::Mutex*>(&mu_));
+    absl::MutexLock lock(&mu_);
     auto it = quantize_start_ms_.find(job.id);
     if (job.state == JobState::kQuantizing && it != quantize_start_ms_.end() &&
         job.tasks_done > 0) {

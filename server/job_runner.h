@@ -114,7 +114,7 @@ class JobRunner {
   ModelRepository* const models_;
   JobEventHub* const events_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<WorkItem> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);

@@ -27,7 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "catq/v1/catq.grpc.pb.h"
 #include "client/quantizer_client.h"
-#include "client/sha256.h"
+#include "core/io/sha256.h"
 
 namespace catq::testing {
 
@@ -187,8 +187,7 @@ class FakeQuantizer final : public v1::Quantizer::Service {
       chunk.set_data(content.substr(offset, fetch_chunk_bytes));
       if (offset == request->offset()) {
         chunk.set_file_size(content.size());
-        chunk.set_sha256(wrong_first_chunk_sha ? client::Sha256Hex("other")
-                                               : client::Sha256Hex(content));
+        chunk.set_sha256(wrong_first_chunk_sha ? Sha256Hex("other") : Sha256Hex(content));
       }
       sent += chunk.data().size();
       writer->Write(chunk);
@@ -205,7 +204,7 @@ class FakeQuantizer final : public v1::Quantizer::Service {
       v1::FileEntry& file = *job.add_result_files();
       file.set_path(path);
       file.set_size(content.size());
-      file.set_sha256(client::Sha256Hex(content));
+      file.set_sha256(Sha256Hex(content));
     }
   }
 

@@ -16,7 +16,7 @@
 
 #include "client/file_manifest.h"
 #include "client/quantizer_client.h"
-#include "client/sha256.h"
+#include "core/io/sha256.h"
 #include "tests/client/fake_quantizer.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"

@@ -12,7 +12,7 @@
 
 #include "client/file_manifest.h"
 #include "client/rpc_status.h"
-#include "client/sha256.h"
+#include "core/io/sha256.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
@@ -42,16 +42,6 @@ v1::UploadHeader ModelHeader(const Manifest& manifest, const std::string& name) 
   header.set_format(v1::MODEL_FORMAT_HF);
   for (const ManifestFile& file : manifest) *header.add_files() = file.entry;
   return header;
-}
-
-TEST(Sha256, KnownDigestsAndIncrementalUpdates) {
-  EXPECT_EQ(Sha256Hex(""), kShaOfEmpty);
-  EXPECT_EQ(Sha256Hex("abc"), kShaOfAbc);
-  Sha256Hasher hasher;
-  hasher.Update("a");
-  hasher.Update("");
-  hasher.Update("bc");
-  EXPECT_EQ(hasher.Finish(), kShaOfAbc);
 }
 
 TEST(BuildDirectoryManifest, SortedRelativePathsWithSizesAndDigests) {

@@ -1,17 +1,18 @@
-// File: client/sha256.h
+// File: core/io/sha256.h
 //
-// SHA-256 as lowercase hex (OpenSSL EVP), the digest every FileEntry of the
-// public API carries: the client hashes what it uploads and checks what it
-// fetches.
+// SHA-256 as lowercase hex (OpenSSL EVP): the digest every file of the public
+// API carries. The client hashes what it uploads and checks what it fetches;
+// the server names its blobs by it and re-checks them on read.
 //
 //   Sha256Hasher hasher;
 //   hasher.Update(chunk_a);
 //   hasher.Update(chunk_b);
 //   std::string hex = hasher.Finish();  // == Sha256Hex(chunk_a + chunk_b)
 //
-// Not thread-safe (a hasher is one stream); the free functions are.
-#ifndef CATQ_CLIENT_SHA256_H_
-#define CATQ_CLIENT_SHA256_H_
+// Thread-safety: a hasher is one stream, not thread-safe; the free functions
+// are.
+#ifndef CATQ_CORE_IO_SHA256_H_
+#define CATQ_CORE_IO_SHA256_H_
 
 #include <string>
 
@@ -19,7 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "core/io/env.h"
 
-namespace catq::client {
+namespace catq {
 
 // Incremental SHA-256 over a stream of appends.
 class Sha256Hasher {
@@ -42,9 +43,13 @@ class Sha256Hasher {
 std::string Sha256Hex(absl::string_view bytes);
 
 // Sha256OfFile: the digest of the file at `path`, read through `env`'s
-// mapping. NotFound when the file is missing.
+// mapping (a file of any size takes no memory of its own). NotFound when the
+// file is missing.
 absl::StatusOr<std::string> Sha256OfFile(Env* env, const std::string& path);
 
-}  // namespace catq::client
+// IsSha256Hex: 64 lowercase hex digits.
+bool IsSha256Hex(absl::string_view text);
 
-#endif  // CATQ_CLIENT_SHA256_H_
+}  // namespace catq
+
+#endif  // CATQ_CORE_IO_SHA256_H_
