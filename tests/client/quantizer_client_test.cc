@@ -7,7 +7,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <string>
 
 #include "client/file_manifest.h"
@@ -117,7 +116,7 @@ TEST(DefaultUploadId, StableForTheSameContentWhereverItLives) {
   ASSERT_OK(two);
   const std::string id = DefaultUploadId(ModelHeader(*one, "llama"));
   EXPECT_EQ(id, DefaultUploadId(ModelHeader(*two, "llama")));
-  EXPECT_TRUE(std::regex_match(id, std::regex("model-[0-9a-f]{40}"))) << id;
+  EXPECT_THAT(id, ::testing::MatchesRegex("model-[0-9a-f]{40}"));
 
   // The id a user's earlier run derived must not change between releases.
   v1::UploadHeader fixed;
@@ -153,7 +152,7 @@ TEST(DefaultUploadId, ChangesWithContentNameFormatAndKind) {
   changed = header;
   changed.set_format(v1::MODEL_FORMAT_UNSPECIFIED);
   changed.set_calibration_kind(v1::CALIBRATION_KIND_TEXT);
-  EXPECT_TRUE(std::regex_match(DefaultUploadId(changed), std::regex("calib-[0-9a-f]{40}")));
+  EXPECT_THAT(DefaultUploadId(changed), ::testing::MatchesRegex("calib-[0-9a-f]{40}"));
 }
 
 TEST(CheckRelativePath, AcceptsPlainRelativePaths) {
