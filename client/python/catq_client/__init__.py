@@ -1,0 +1,42 @@
+"""catq_client: a Python client of the catq quantization service.
+
+    from catq_client import Client, CatqError, catq_pb2
+
+    with Client("localhost:50051", token="...") as client:
+        model = client.upload_model("models/llama")
+        job = client.submit(model.model_id, {"method": "rtn"})
+        job = client.wait(job.job_id)
+        client.fetch(job.job_id, "out/w4")
+
+The messages (catq_pb2) and the stub (catq_pb2_grpc) are generated from
+proto/catq/v1/catq.proto at build time into the package ``catq.v1`` beside
+this one.
+"""
+
+from catq.v1 import catq_pb2, catq_pb2_grpc
+
+from catq_client.client import (
+    MAX_RECEIVE_MESSAGE_BYTES,
+    MAX_UPLOAD_CHUNK_BYTES,
+    CatqError,
+    Client,
+    FetchStats,
+    Progress,
+    check_relative_path,
+    default_upload_id,
+    sha256_of_file,
+)
+
+__all__ = [
+    "MAX_RECEIVE_MESSAGE_BYTES",
+    "MAX_UPLOAD_CHUNK_BYTES",
+    "CatqError",
+    "Client",
+    "FetchStats",
+    "Progress",
+    "catq_pb2",
+    "catq_pb2_grpc",
+    "check_relative_path",
+    "default_upload_id",
+    "sha256_of_file",
+]
