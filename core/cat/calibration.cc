@@ -9,6 +9,7 @@
 #include "core/model/llama2c_import.h"
 #include "core/model/llama2c_tokenizer.h"
 #include "core/model/text_documents.h"
+#include "core/model/token_id_documents.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -158,21 +159,21 @@ absl::StatusOr<Calibration> CollectSiteStatistics(
   return calibration;
 }
 
-absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
-    Env* env, const LlamaModel& model, const std::string& model_dir, const std::string& text_path,
-    const CalibrationTextOptions& options) {
-  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> documents, ReadTextDocuments(env, text_path));
+namespace {
+
+// The calibration sequences of `documents` (token ids): each cut to the
+// model's context and within `options`; documents of fewer than two tokens
+// are skipped. `source` names the input in the error for nothing left.
+absl::StatusOr<std::vector<std::vector<int32_t>>> LimitCalibrationSequences(
+    std::vector<std::vector<int32_t>> documents, const LlamaModel& model,
+    const CalibrationTextOptions& options, const std::string& source) {
   if (options.max_documents > 0 && static_cast<int64_t>(documents.size()) > options.max_documents) {
     documents.resize(static_cast<size_t>(options.max_documents));
   }
-  CATQ_ASSIGN_OR_RETURN(
-      Llama2cTokenizer tokenizer,
-      Llama2cTokenizer::Load(env, absl::StrCat(model_dir, "/", kLlama2cTokenizerFileName),
-                             model.config().vocab_size));
   std::vector<std::vector<int32_t>> sequences;
   int64_t taken = 0;
   const size_t context = static_cast<size_t>(model.config().max_position_embeddings);
-  for (std::vector<int32_t>& ids : TokenizeDocuments(tokenizer, documents)) {
+  for (std::vector<int32_t>& ids : documents) {
     if (options.max_tokens > 0 && taken >= options.max_tokens) break;
     if (ids.size() > context) ids.resize(context);
     if (options.max_tokens > 0) {
@@ -184,9 +185,34 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
   }
   if (sequences.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(text_path, ": no document with at least two tokens to calibrate on"));
+        absl::StrCat(source, ": no document with at least two tokens to calibrate on"));
   }
   return sequences;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
+    Env* env, const LlamaModel& model, const std::string& model_dir, const std::string& text_path,
+    const CalibrationTextOptions& options) {
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> documents, ReadTextDocuments(env, text_path));
+  if (options.max_documents > 0 && static_cast<int64_t>(documents.size()) > options.max_documents) {
+    documents.resize(static_cast<size_t>(options.max_documents));
+  }
+  CATQ_ASSIGN_OR_RETURN(
+      Llama2cTokenizer tokenizer,
+      Llama2cTokenizer::Load(env, absl::StrCat(model_dir, "/", kLlama2cTokenizerFileName),
+                             model.config().vocab_size));
+  return LimitCalibrationSequences(TokenizeDocuments(tokenizer, documents), model, options,
+                                   text_path);
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromTokenIds(
+    Env* env, const LlamaModel& model, const std::string& token_ids_path,
+    const CalibrationTextOptions& options) {
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> documents,
+                        ReadTokenIdDocuments(env, token_ids_path, model.config().vocab_size));
+  return LimitCalibrationSequences(std::move(documents), model, options, token_ids_path);
 }
 
 absl::Status CheckStatisticsCover(const LlamaConfig& config, const SiteStatisticsMap& stats) {

@@ -88,6 +88,17 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
     Env* env, const LlamaModel& model, const std::string& model_dir, const std::string& text_path,
     const CalibrationTextOptions& options);
 
+// CalibrationSequencesFromTokenIds
+//
+// The documents of a token id file (core/model/token_id_documents.h: int32
+// ids, -1 between documents), taken as they are, each truncated to
+// max_position_embeddings, within the limits of `options`. Documents of
+// fewer than two tokens are skipped. Errors name the file, and the byte
+// offset of an id outside the vocabulary.
+absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromTokenIds(
+    Env* env, const LlamaModel& model, const std::string& token_ids_path,
+    const CalibrationTextOptions& options);
+
 // CheckStatisticsCover
 //
 // OK when `stats` holds every site of `config` with the site's dimension;

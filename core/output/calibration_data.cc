@@ -40,13 +40,15 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
     report->path = input.statistics_path;
     CATQ_ASSIGN_OR_RETURN(inputs.statistics, ReadSiteStatistics(input.statistics_path, env));
   } else {
-    report->source = "text";
-    report->path = input.text_path;
+    const bool text = !input.text_path.empty();
+    report->source = text ? "text" : "token_ids";
+    report->path = text ? input.text_path : input.token_ids_path;
     report->max_documents = input.text.max_documents;
     report->max_tokens = input.text.max_tokens;
     CATQ_ASSIGN_OR_RETURN(
         std::vector<std::vector<int32_t>> sequences,
-        CalibrationSequencesFromText(env, model, model_dir, input.text_path, input.text));
+        text ? CalibrationSequencesFromText(env, model, model_dir, input.text_path, input.text)
+             : CalibrationSequencesFromTokenIds(env, model, input.token_ids_path, input.text));
     CalibrationOptions options;
     options.block_size = StatisticsBlockSize(model.config(), recipe);
     options.fold_norm_gains = recipe.fold_norm_gains;

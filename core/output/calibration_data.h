@@ -1,9 +1,10 @@
 // File: core/output/calibration_data.h
 //
 // The calibration a quantization job reads: where it comes from
-// (CalibrationInput: a text file run through the model, or a precomputed
-// statistics file) and what it yields (CalibrationData: the statistics of
-// every site and, from text, activation samples to measure SQNR on). The
+// (CalibrationInput: a text or token id file run through the model, or a
+// precomputed statistics file) and what it yields (CalibrationData: the
+// statistics of every site and, from text or token ids, activation samples
+// to measure SQNR on). The
 // in-process quantizer, `catq analyze` and the workers load it the same way.
 //
 //   CATQ_ASSIGN_OR_RETURN(CalibrationData data,
@@ -29,15 +30,21 @@ namespace catq {
 // text file run through the model, or a precomputed statistics file
 // (site_statistics.h), not both.
 struct CalibrationInput {
+  // One of the three: text (the model's tokenizer), token ids
+  // (token_id_documents.h) or precomputed statistics.
   std::string text_path;
+  std::string token_ids_path;
   std::string statistics_path;
+  // Limits on the documents of a text or token id input.
   CalibrationTextOptions text;
   // Activation tokens kept per site to measure SQNR before and after (0:
-  // none). Text calibration only.
+  // none). Text and token id calibration only.
   int64_t sample_tokens = 512;
   // Forward worker threads (0: all cores).
   int threads = 0;
-  bool empty() const { return text_path.empty() && statistics_path.empty(); }
+  bool empty() const {
+    return text_path.empty() && token_ids_path.empty() && statistics_path.empty();
+  }
 };
 
 // Statistics and samples the site tasks read; empty when no calibration is

@@ -17,15 +17,18 @@ namespace {
 absl::Status CheckRecipeSupported(const Recipe& recipe, const InProcessOptions& options) {
   const CalibrationInput& calibration = options.calibration;
   CATQ_RETURN_IF_ERROR(Prefix("recipe", recipe.Validate()));
-  if (!calibration.text_path.empty() && !calibration.statistics_path.empty()) {
+  if (!calibration.text_path.empty() + !calibration.token_ids_path.empty() +
+          !calibration.statistics_path.empty() >
+      1) {
     return absl::InvalidArgumentError(
-        "calibration: give a text file or a statistics file, not both");
+        "calibration: give one of a text file, a token id file or a statistics file");
   }
   if (RecipeNeedsStatistics(recipe) && calibration.empty() && options.calibration_data == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "recipe.method '", MethodName(recipe.method), "' with weight quantizer '",
         WeightQuantizerName(recipe.weight_quantizer),
-        "' needs calibration: a text file (--calib-text) or statistics (--calib-stats)"));
+        "' needs calibration: a text file (--calib-text), token ids (--calib-tokens) or "
+        "statistics (--calib-stats)"));
   }
   return absl::OkStatus();
 }

@@ -10,7 +10,9 @@
 
 #include "core/cat/folded_norm_weights.h"
 #include "core/model/llama2c_import.h"
+#include "core/model/llama2c_tokenizer.h"
 #include "core/model/synth.h"
+#include "core/model/text_documents.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
@@ -214,6 +216,43 @@ TEST(CalibrationText, FirstDocumentsWithinTheTokenBudget) {
   EXPECT_STATUS(CalibrationSequencesFromText(Env::Default(), *model, dir.Join("hf"),
                                              dir.Join("absent.txt"), {}),
                 absl::StatusCode::kNotFound, "absent.txt");
+}
+
+// The same documents as token ids (BOS included, as the text path adds it)
+// give the same sequences, so statistics from either agree exactly.
+TEST(CalibrationTokenIds, SameSequencesAsTheText) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_OK(ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
+                          testing::SharedPath("models/stories260K/tok512.bin"), dir.Join("hf")));
+  absl::StatusOr<LlamaModel> model = LlamaModel::Open(dir.Join("hf"));
+  ASSERT_OK(model);
+  const std::string text = testing::SharedPath("data/tinystories_197k.txt");
+  absl::StatusOr<std::vector<std::vector<int32_t>>> from_text =
+      CalibrationSequencesFromText(Env::Default(), *model, dir.Join("hf"), text, {16, 0});
+  ASSERT_OK(from_text);
+  absl::StatusOr<std::vector<std::string>> documents = ReadTextDocuments(Env::Default(), text);
+  ASSERT_OK(documents);
+  absl::StatusOr<Llama2cTokenizer> tokenizer =
+      Llama2cTokenizer::Load(Env::Default(), dir.Join("hf/tokenizer.bin"), 512);
+  ASSERT_OK(tokenizer);
+  std::string bytes;
+  for (const std::vector<int32_t>& ids : TokenizeDocuments(*tokenizer, *documents)) {
+    for (int32_t id : ids) bytes.append(reinterpret_cast<const char*>(&id), sizeof(id));
+    const int32_t separator = -1;
+    bytes.append(reinterpret_cast<const char*>(&separator), sizeof(separator));
+  }
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("calib.ids"), bytes));
+  absl::StatusOr<std::vector<std::vector<int32_t>>> from_ids =
+      CalibrationSequencesFromTokenIds(Env::Default(), *model, dir.Join("calib.ids"), {16, 0});
+  ASSERT_OK(from_ids);
+  EXPECT_EQ(*from_ids, *from_text);
+  // An id outside the model's vocabulary names the file and its offset.
+  const int32_t too_big = 512;
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("bad.ids"),
+                                std::string(reinterpret_cast<const char*>(&too_big), 4)));
+  EXPECT_STATUS(CalibrationSequencesFromTokenIds(Env::Default(), *model, dir.Join("bad.ids"), {}),
+                absl::StatusCode::kInvalidArgument, "bad.ids: id 512 at byte offset 0");
 }
 
 }  // namespace
