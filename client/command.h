@@ -25,6 +25,8 @@ void AddCompareCommand(CLI::App& app, CommandAction& run);
 void AddEvalCommand(CLI::App& app, CommandAction& run);
 // In the `catq` binary only (links the server): client/serve_command.cc.
 void AddServeCommand(CLI::App& app, CommandAction& run);
+// `catq worker`: client/worker_command.cc, linked with the worker library.
+void AddWorkerCommand(CLI::App& app, CommandAction& run);
 // Commands that talk to a catq server (client/quantizer_client.h).
 void AddUploadCommand(CLI::App& app, CommandAction& run);
 void AddSubmitCommand(CLI::App& app, CommandAction& run);

@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/command.h"
-#include "client/eval_documents.h"
+#include "core/eval/eval_documents.h"
 #include "core/eval/evaluate.h"
 #include "core/output/in_process_quantizer.h"
 #include "core/util/status_macros.h"

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/command.h"
-#include "client/eval_documents.h"
+#include "core/eval/eval_documents.h"
 #include "core/eval/evaluate.h"
 #include "core/io/env.h"
 #include "core/model/llama2c_import.h"

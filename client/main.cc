@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   catq::cli::AddJobsCommand(app, run);
   catq::cli::AddCancelCommand(app, run);
   catq::cli::AddServeCommand(app, run);
+  catq::cli::AddWorkerCommand(app, run);
 
   CLI11_PARSE(app, argc, argv);
   absl::Status status = run();

@@ -9,12 +9,11 @@
 #include "absl/strings/str_format.h"
 #include "client/command.h"
 #include "client/connection_flags.h"
-#include "client/eval_documents.h"
 #include "client/progress.h"
 #include "client/recipe_flags.h"
 #include "client/remote_quantize.h"
 #include "client/report_summary.h"
-#include "core/eval/evaluate.h"
+#include "core/eval/output_evaluation.h"
 #include "core/io/env.h"
 #include "core/output/in_process_quantizer.h"
 #include "core/util/status_macros.h"
@@ -29,6 +28,7 @@ struct QuantizeFlags {
   std::string out;
   std::string calib_text;
   std::string calib_stats;
+  std::string calib_tokens;
   std::string eval_text;
   int64_t calib_max_docs = 0;
   int64_t calib_max_tokens = 0;
@@ -44,19 +44,11 @@ struct QuantizeFlags {
 // Perplexity and KL to FP of the output as stored (from its shards), for
 // catq_report.json's "evaluation".
 absl::StatusOr<nlohmann::json> EvaluateOutput(const QuantizeFlags& flags) {
-  CATQ_ASSIGN_OR_RETURN(LlamaModel fp, LlamaModel::Open(flags.model));
-  CATQ_ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizedModel::Open(flags.out));
-  CATQ_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> documents,
-                        ReadEvalDocuments(flags.model, flags.eval_text, fp.config().vocab_size));
-  CATQ_ASSIGN_OR_RETURN(KlDivergenceResult r,
-                        CompareQuantizedToReference(fp, quantized, documents));
-  return nlohmann::json{{"text", flags.eval_text},
-                        {"documents", r.candidate.documents},
-                        {"tokens", r.candidate.tokens},
-                        {"perplexity", r.candidate.perplexity},
-                        {"fp_perplexity", r.reference.perplexity},
-                        {"kl_to_fp", r.mean_kl},
-                        {"units", {{"kl_to_fp", "nats per predicted token"}}}};
+  ForwardOptions options;
+  options.num_threads = flags.threads;
+  CATQ_ASSIGN_OR_RETURN(OutputEvaluation evaluation,
+                        catq::EvaluateOutput(flags.model, flags.out, flags.eval_text, options));
+  return OutputEvaluationToJson(evaluation, flags.eval_text);
 }
 
 // The same quantization on a catq server (remote_quantize.h).
@@ -67,6 +59,7 @@ absl::Status RunOnServer(const QuantizeFlags& flags) {
   request.model = flags.model;
   request.calib_text = flags.calib_text;
   request.calib_stats = flags.calib_stats;
+  request.calib_tokens = flags.calib_tokens;
   request.eval_text = flags.eval_text;
   *request.submit.mutable_recipe() = RecipeToProto(recipe);
   v1::CalibrationOptions& calibration = *request.submit.mutable_calibration_options();
@@ -89,6 +82,7 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
   options.replace = flags.replace;
   options.calibration.text_path = flags.calib_text;
   options.calibration.statistics_path = flags.calib_stats;
+  options.calibration.token_ids_path = flags.calib_tokens;
   options.calibration.text.max_documents = flags.calib_max_docs;
   options.calibration.text.max_tokens = flags.calib_max_tokens;
   options.calibration.sample_tokens = flags.calib_samples;
@@ -131,6 +125,9 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
                   "Evaluate the stored output on this text (perplexity, KL to FP) into the report");
   sub->add_option("--calib-stats", flags->calib_stats,
                   "Precomputed site statistics (safetensors; see `catq calibrate`)");
+  sub->add_option("--calib-tokens", flags->calib_tokens,
+                  "Calibration token ids: little-endian int32, documents separated by -1 (for "
+                  "a tokenizer catq does not have)");
   sub->add_option("--calib-max-docs", flags->calib_max_docs,
                   "Calibrate on the first N documents (0: all)")
       ->capture_default_str();

@@ -34,8 +34,7 @@ bool IsFinal(v1::JobState state) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<QuantizerClient>> QuantizerClient::Connect(
-    const ClientOptions& options) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const ClientOptions& options) {
   if (options.server.empty()) {
     return absl::InvalidArgumentError("no server address (HOST:PORT) given");
   }
@@ -43,8 +42,13 @@ absl::StatusOr<std::unique_ptr<QuantizerClient>> QuantizerClient::Connect(
                         Credentials(options));
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
-  return std::make_unique<QuantizerClient>(
-      grpc::CreateCustomChannel(options.server, credentials, arguments), options);
+  return grpc::CreateCustomChannel(options.server, credentials, arguments);
+}
+
+absl::StatusOr<std::unique_ptr<QuantizerClient>> QuantizerClient::Connect(
+    const ClientOptions& options) {
+  CATQ_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, OpenChannel(options));
+  return std::make_unique<QuantizerClient>(std::move(channel), options);
 }
 
 QuantizerClient::QuantizerClient(std::shared_ptr<grpc::Channel> channel,

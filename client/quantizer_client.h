@@ -48,11 +48,12 @@
 #include "catq/v1/catq.pb.h"
 #include "client/file_manifest.h"
 #include "core/io/env.h"
+#include "proto/wire_limits.h"
 
 namespace catq::client {
 
 // The most file bytes one UploadChunk carries (architecture.md section 2).
-inline constexpr size_t kMaxUploadChunkBytes = size_t{4} << 20;
+inline constexpr size_t kMaxUploadChunkBytes = kMaxChunkBytes;
 // The client's receive limit: a 4 MiB FetchResultChunk plus its fields.
 inline constexpr int kMaxReceiveMessageBytes = 8 << 20;
 
@@ -86,6 +87,12 @@ struct FetchStats {
   uint64_t bytes_received = 0;        // Over the wire in this call.
   int64_t files_already_present = 0;  // Complete and verified before this call.
 };
+
+// OpenChannel: a channel to options.server (TLS with options.tls_ca_file when
+// set) receiving messages up to kMaxReceiveMessageBytes; what Connect uses,
+// for the other services of the same server (catq.v1.Worker).
+// InvalidArgument when options.server is empty.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const ClientOptions& options);
 
 class QuantizerClient {
  public:

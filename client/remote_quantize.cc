@@ -72,6 +72,11 @@ absl::StatusOr<v1::SubmitJobRequest> UploadInputs(client::QuantizerClient& clien
         *submit.mutable_calibration_id(),
         UploadCalibration(client, request.calib_stats, v1::CALIBRATION_KIND_STATISTICS, quiet));
   }
+  if (!request.calib_tokens.empty()) {
+    CATQ_ASSIGN_OR_RETURN(
+        *submit.mutable_calibration_id(),
+        UploadCalibration(client, request.calib_tokens, v1::CALIBRATION_KIND_TOKEN_IDS, quiet));
+  }
   if (!request.eval_text.empty()) {
     CATQ_ASSIGN_OR_RETURN(
         *submit.mutable_eval_calibration_id(),
@@ -106,8 +111,10 @@ std::string QuantizeIdempotencyKey(const v1::SubmitJobRequest& request) {
 }
 
 absl::Status RunRemoteQuantize(const RemoteQuantizeRequest& request) {
-  if (!request.calib_text.empty() && !request.calib_stats.empty()) {
-    return absl::InvalidArgumentError("--calib-text and --calib-stats: give one, not both");
+  if (!request.calib_text.empty() + !request.calib_stats.empty() + !request.calib_tokens.empty() >
+      1) {
+    return absl::InvalidArgumentError(
+        "--calib-text, --calib-tokens and --calib-stats: give at most one");
   }
   const bool quiet = request.quiet || request.json;
   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<client::QuantizerClient> client,

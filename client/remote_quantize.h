@@ -26,10 +26,11 @@ namespace catq::cli {
 
 struct RemoteQuantizeRequest {
   ConnectionFlags connection;
-  std::string model;        // A Hugging Face directory (or a llama2.c one, see model_upload.h).
-  std::string calib_text;   // Uploaded as a TEXT calibration.
-  std::string calib_stats;  // Or as STATISTICS; at most one of the two.
-  std::string eval_text;    // Uploaded as TEXT, sent as eval_calibration_id.
+  std::string model;         // A Hugging Face directory (or a llama2.c one, see model_upload.h).
+  std::string calib_text;    // Uploaded as a TEXT calibration.
+  std::string calib_stats;   // Or as STATISTICS.
+  std::string calib_tokens;  // Or as TOKEN_IDS; at most one of the three.
+  std::string eval_text;     // Uploaded as TEXT, sent as eval_calibration_id.
   // Recipe, calibration options and max_shard_bytes; the ids and the
   // idempotency key are filled in here.
   v1::SubmitJobRequest submit;

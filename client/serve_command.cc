@@ -1,5 +1,6 @@
 // `catq serve --listen HOST:PORT --data-dir DIR [--workers N] [--tokens FILE]
-// [--tls-cert F --tls-key F]`: runs the server with its in-process workers
+// [--worker-tokens FILE] [--lease-seconds S] [--tls-cert F --tls-key F]`:
+// runs the server with its in-process workers (and remote ones that connect)
 // until SIGINT or SIGTERM. Prints "listening on HOST:PORT" once it accepts
 // calls (with port 0, the port it picked), so scripts can wait for it.
 #include <signal.h>
@@ -9,31 +10,12 @@
 #include <string>
 
 #include "client/command.h"
+#include "client/termination_signals.h"
 #include "core/util/status_macros.h"
 #include "server/catq_server.h"
 
 namespace catq::cli {
 namespace {
-
-// Blocks SIGINT and SIGTERM in every thread (call before any thread starts)
-// and waits for one of them.
-class TerminationSignals {
- public:
-  TerminationSignals() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  int Wait() {
-    int signal = 0;
-    sigwait(&set_, &signal);
-    return signal;
-  }
-
- private:
-  sigset_t set_;
-};
 
 absl::Status RunServe(const server::CatqServerOptions& options) {
   TerminationSignals signals;
@@ -58,10 +40,17 @@ void AddServeCommand(CLI::App& app, CommandAction& run) {
       ->capture_default_str();
   sub->add_option("--data-dir", options->data_dir, "Database, blobs, models and job outputs")
       ->required();
-  sub->add_option("--workers", options->workers, "In-process worker threads (0: one per core)")
-      ->capture_default_str();
+  sub->add_option("--workers", options->workers,
+                  "In-process worker threads (default: one per core; 0: only remote workers "
+                  "run layer tasks)");
   sub->add_option("--tokens", options->tokens_file,
                   "File of '<token> <tenant>' lines; without it every caller is one tenant");
+  sub->add_option("--worker-tokens", options->worker_tokens_file,
+                  "File of '<token> <worker name>' lines for remote workers (catq worker)");
+  sub->add_option_function<double>(
+         "--lease-seconds", [options](double seconds) { options->lease = absl::Seconds(seconds); },
+         "How long a remote worker's task lease lasts without a heartbeat (default 30)")
+      ->check(CLI::PositiveNumber);
   sub->add_option("--tls-cert", options->tls_cert_file, "PEM certificate chain (TLS)");
   sub->add_option("--tls-key", options->tls_key_file, "PEM private key (TLS)");
   sub->add_option("--max-upload-bytes", options->upload_limits.max_upload_bytes,

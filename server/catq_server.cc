@@ -28,6 +28,12 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
     CATQ_ASSIGN_OR_RETURN(TenantAuth auth, TenantAuth::FromFile(options.tokens_file));
     server->auth_ = std::make_unique<TenantAuth>(std::move(auth));
   }
+  if (!options.worker_tokens_file.empty()) {
+    CATQ_ASSIGN_OR_RETURN(TenantAuth auth, TenantAuth::FromFile(options.worker_tokens_file));
+    server->worker_auth_ = std::make_unique<TenantAuth>(std::move(auth));
+  } else if (server->auth_->open()) {
+    server->worker_auth_ = std::make_unique<TenantAuth>(TenantAuth::Open());
+  }
   server->models_ =
       std::make_unique<ModelRepository>(env, server->blobs_.get(), absl::StrCat(dir, "/models"));
   server->uploads_ =
@@ -35,9 +41,10 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
                                        absl::StrCat(dir, "/uploads"), options.upload_limits);
   server->events_ = std::make_unique<JobEventHub>();
   JobRunnerOptions runner_options;
-  runner_options.workers =
-      options.workers > 0 ? options.workers
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  runner_options.workers = options.workers >= 0 ? options.workers : cores;
+  runner_options.calibration_threads = runner_options.workers > 0 ? runner_options.workers : cores;
+  runner_options.lease = options.lease;
   runner_options.jobs_dir = absl::StrCat(dir, "/jobs");
   // Parallelism comes from the workers; each BLAS call runs on its caller's
   // thread, which also keeps every result independent of the worker count.
@@ -48,6 +55,9 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
   server->service_ = std::make_unique<QuantizerService>(
       env, server->auth_.get(), server->store_.get(), server->blobs_.get(), server->models_.get(),
       server->uploads_.get(), server->runner_.get(), server->events_.get(), options.service_limits);
+  server->worker_service_ =
+      std::make_unique<WorkerService>(env, server->worker_auth_.get(), server->blobs_.get(),
+                                      server->runner_.get(), WorkerServiceLimits{});
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
@@ -65,6 +75,7 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->worker_service_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   server->server_ = builder.BuildAndStart();

@@ -2,8 +2,9 @@
 //
 // The wiring of `catq serve`: opens the data dir (SQLite database, blobs,
 // models, uploads, job outputs), starts the job runner's in-process workers
-// and the gRPC server with catq.v1.Quantizer, standard health checking and
-// server reflection, TLS when a certificate and key are given.
+// and the gRPC server with catq.v1.Quantizer, catq.v1.Worker (remote
+// workers), standard health checking and server reflection, TLS when a
+// certificate and key are given.
 //
 //   CatqServerOptions options;
 //   options.listen = "127.0.0.1:0";
@@ -22,15 +23,24 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/quantizer_service.h"
+#include "server/worker_service.h"
 
 namespace catq::server {
 
 struct CatqServerOptions {
   std::string listen = "127.0.0.1:50051";  // port 0 picks a free one
   std::string data_dir;
-  int workers = 0;          // 0: one per core
+  // In-process workers: -1 one per core; 0 none (only remote workers run
+  // layer tasks).
+  int workers = -1;
   std::string tokens_file;  // empty: single tenant, no tokens
+  // Remote workers' tokens ("<token> <worker name>" lines). Empty: remote
+  // workers need no token when tokens_file is empty too, and are refused
+  // otherwise.
+  std::string worker_tokens_file;
+  absl::Duration lease = absl::Seconds(30);
   std::string tls_cert_file;
   std::string tls_key_file;
   UploadLimits upload_limits;
@@ -57,11 +67,13 @@ class CatqServer {
   std::unique_ptr<MetadataStore> store_;
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<TenantAuth> auth_;
+  std::unique_ptr<TenantAuth> worker_auth_;  // null: no remote workers
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<UploadReceiver> uploads_;
   std::unique_ptr<JobEventHub> events_;
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<QuantizerService> service_;
+  std::unique_ptr<WorkerService> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

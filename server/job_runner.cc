@@ -1,10 +1,12 @@
 #include "server/job_runner.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/cat/site_statistics.h"
+#include "core/eval/output_evaluation.h"
 #include "core/io/staged_directory.h"
 #include "core/model/llama_model.h"
 #include "core/output/calibration_data.h"
@@ -15,6 +17,7 @@
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "proto/recipe_conversion.h"
+#include "server/random_id.h"
 
 namespace catq::server {
 
@@ -23,10 +26,15 @@ struct JobRunner::JobContext {
   JobRecord record;
   v1::SubmitJobRequest request;
   Recipe recipe;
+  ModelRecord model_record;
   std::string model_dir;
   std::unique_ptr<LlamaModel> model;
   CalibrationData calibration;
   CalibrationReport calibration_report;
+  // The stored calibration's blobs (empty without calibration), which remote
+  // workers read.
+  std::string statistics_sha256;
+  std::string samples_sha256;
 };
 
 namespace {
@@ -103,9 +111,12 @@ absl::Status JobRunner::Start() {
   CATQ_RETURN_IF_ERROR(store_->ResetRunningTasks());
   CATQ_ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, store_->ListUnfinishedJobs());
   for (const JobRecord& job : unfinished) Enqueue(job);
+  // Without in-process workers one thread still plans and assembles.
+  const bool runs_layers = options_.workers > 0;
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    workers_.emplace_back([this] { WorkerLoop(); });
+    workers_.emplace_back([this, runs_layers] { WorkerLoop(runs_layers); });
   }
+  lease_expiry_ = std::thread([this] { LeaseExpiryLoop(); });
   return absl::OkStatus();
 }
 
@@ -116,6 +127,7 @@ void JobRunner::Stop() {
   }
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
+  if (lease_expiry_.joinable()) lease_expiry_.join();
 }
 
 void JobRunner::Enqueue(const JobRecord& job) {
@@ -214,6 +226,11 @@ void JobRunner::SetState(const std::string& job_id, JobState state) {
 
 void JobRunner::FailJob(const std::string& job_id, const absl::Status& status) {
   if (Cancelled(job_id)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    std::erase_if(queue_, [&](const WorkItem& item) { return item.job_id == job_id; });
+    DropLeasesLocked(job_id);
+  }
   const std::string message =
       absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
   if (store_->SetJobState(job_id, JobState::kFailed, message, NowMs(env_)).ok()) {
@@ -232,23 +249,40 @@ absl::Status JobRunner::Cancel(const JobRecord& job) {
     cancelled_.insert(job.id);
     tenants_[job.id] = job.tenant;
     std::erase_if(queue_, [&](const WorkItem& item) { return item.job_id == job.id; });
+    DropLeasesLocked(job.id);
   }
   DropContext(job.id);
   PublishJob(job.id, {});
   return absl::OkStatus();
 }
 
-void JobRunner::WorkerLoop() {
+bool JobRunner::HasWorkLocked(bool runs_layers) const {
+  if (runs_layers) return !queue_.empty();
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [](const WorkItem& item) { return item.kind != WorkItem::kLayer; });
+}
+
+JobRunner::WorkItem JobRunner::TakeWorkLocked(bool runs_layers) {
+  auto it = runs_layers ? queue_.begin()
+                        : std::find_if(queue_.begin(), queue_.end(), [](const WorkItem& item) {
+                            return item.kind != WorkItem::kLayer;
+                          });
+  WorkItem item = std::move(*it);
+  queue_.erase(it);
+  return item;
+}
+
+void JobRunner::WorkerLoop(bool runs_layers) {
   while (true) {
     WorkItem item;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      auto ready = [this, runs_layers]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || HasWorkLocked(runs_layers);
+      };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
-      item = std::move(queue_.front());
-      queue_.pop_front();
+      item = TakeWorkLocked(runs_layers);
     }
     if (Cancelled(item.job_id)) continue;
     absl::Status status = Run(item);
@@ -281,9 +315,9 @@ absl::StatusOr<std::shared_ptr<JobRunner::JobContext>> JobRunner::Context(
     return absl::DataLossError(absl::StrCat("job '", job_id, "': stored request is unreadable"));
   }
   CATQ_ASSIGN_OR_RETURN(context->recipe, RecipeFromProto(context->request.recipe()));
-  CATQ_ASSIGN_OR_RETURN(ModelRecord model,
+  CATQ_ASSIGN_OR_RETURN(context->model_record,
                         store_->GetModel(context->record.tenant, context->record.model_id));
-  CATQ_ASSIGN_OR_RETURN(context->model_dir, models_->Directory(model));
+  CATQ_ASSIGN_OR_RETURN(context->model_dir, models_->Directory(context->model_record));
   CATQ_ASSIGN_OR_RETURN(LlamaModel opened, LlamaModel::Open(context->model_dir, env_));
   context->model = std::make_unique<LlamaModel>(std::move(opened));
   if (context->record.calibration_sha256.empty()) {
@@ -308,6 +342,8 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   CalibrationInput input;
   if (calibration.kind == v1::CALIBRATION_KIND_STATISTICS) {
     input.statistics_path = path;
+  } else if (calibration.kind == v1::CALIBRATION_KIND_TOKEN_IDS) {
+    input.token_ids_path = path;
   } else {
     input.text_path = path;
   }
@@ -315,10 +351,18 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   input.text.max_documents = options.max_documents();
   input.text.max_tokens = options.max_tokens();
   if (options.has_sample_tokens()) input.sample_tokens = options.sample_tokens();
-  input.threads = std::max(1, options_.workers);
-  CATQ_ASSIGN_OR_RETURN(context.calibration,
-                        catq::LoadCalibration(env_, *context.model, context.model_dir,
-                                              context.recipe, input, &context.calibration_report));
+  input.threads = std::max(1, options_.calibration_threads);
+  absl::StatusOr<CalibrationData> loaded = catq::LoadCalibration(
+      env_, *context.model, context.model_dir, context.recipe, input, &context.calibration_report);
+  if (!loaded.ok()) {
+    // Name the calibration as the client knows it, not by its blob's path.
+    std::string message(loaded.status().message());
+    for (size_t at; (at = message.find(path)) != std::string::npos;) {
+      message.replace(at, path.size(), absl::StrCat("calibration '", calibration.name, "'"));
+    }
+    return absl::Status(loaded.status().code(), message);
+  }
+  context.calibration = *std::move(loaded);
   context.calibration_report.path = calibration.name;
 
   const std::string statistics_path = blobs_->NewTempPath();
@@ -333,6 +377,8 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   CATQ_ASSIGN_OR_RETURN(std::string manifest_sha, blobs_->PutBytes(manifest.dump()));
   CATQ_RETURN_IF_ERROR(store_->SetJobCalibration(job.id, manifest_sha));
   context.record.calibration_sha256 = manifest_sha;
+  context.statistics_sha256 = statistics_sha;
+  context.samples_sha256 = samples_sha;
   return absl::OkStatus();
 }
 
@@ -343,11 +389,11 @@ absl::Status JobRunner::LoadStoredCalibration(JobContext& context) {
     return absl::DataLossError(absl::StrCat("job '", context.record.id,
                                             "': the stored calibration manifest is unreadable"));
   }
-  CATQ_ASSIGN_OR_RETURN(std::string statistics,
-                        blobs_->VerifiedPath(manifest["statistics"].get<std::string>()));
+  context.statistics_sha256 = manifest["statistics"].get<std::string>();
+  context.samples_sha256 = manifest.value("samples", "");
+  CATQ_ASSIGN_OR_RETURN(std::string statistics, blobs_->VerifiedPath(context.statistics_sha256));
   CATQ_ASSIGN_OR_RETURN(context.calibration.statistics, ReadSiteStatistics(statistics, env_));
-  CATQ_ASSIGN_OR_RETURN(std::string samples,
-                        blobs_->VerifiedPath(manifest["samples"].get<std::string>()));
+  CATQ_ASSIGN_OR_RETURN(std::string samples, blobs_->VerifiedPath(context.samples_sha256));
   CATQ_ASSIGN_OR_RETURN(context.calibration.samples, ReadActivationSamples(env_, samples));
   context.calibration_report = CalibrationReportFromJson(manifest["report"]);
   return absl::OkStatus();
@@ -390,16 +436,39 @@ absl::Status JobRunner::RunLayer(const std::string& job_id, int64_t task_index) 
   const std::string path = blobs_->NewTempPath();
   CATQ_RETURN_IF_ERROR(WriteLayerResult(env_, path, *result));
   CATQ_ASSIGN_OR_RETURN(std::string sha, StoreFile(env_, blobs_, path));
-  const v1::TaskSummary summary = SummarizeLayer(*result);
-  CATQ_ASSIGN_OR_RETURN(bool first,
-                        store_->CompleteTask(job_id, task_index, sha, summary.SerializeAsString()));
-  if (!first) return absl::OkStatus();
+  return FinishLayer(job_id, task_index, sha, *result).status();
+}
+
+absl::StatusOr<bool> JobRunner::FinishLayer(const std::string& job_id, int64_t task_index,
+                                            const std::string& result_sha256,
+                                            const LayerResult& result) {
+  const v1::TaskSummary summary = SummarizeLayer(result);
+  CATQ_ASSIGN_OR_RETURN(bool first, store_->CompleteTask(job_id, task_index, result_sha256,
+                                                         summary.SerializeAsString()));
+  if (!first) return false;
   v1::JobEvent event;
   *event.mutable_task_finished() = summary;
   PublishJob(job_id, event);
   CATQ_ASSIGN_OR_RETURN(JobRecord job, GetJob(job_id));
   if (job.tasks_done == job.tasks_total) PushAssembleOnce(job_id);
-  return absl::OkStatus();
+  return true;
+}
+
+// The optional evaluation stage: perplexity of the assembled output (still
+// staged, so a fetch never sees a report without it) and of the FP model on
+// the job's evaluation text, into catq_report.json.
+absl::Status JobRunner::Evaluate(const JobContext& context, const std::string& output_dir) {
+  SetState(context.record.id, JobState::kEvaluating);
+  CATQ_ASSIGN_OR_RETURN(
+      CalibrationRecord text,
+      store_->GetCalibration(context.record.tenant, context.record.eval_calibration_id));
+  CATQ_ASSIGN_OR_RETURN(std::string text_path, blobs_->VerifiedPath(text.file.sha256));
+  ForwardOptions forward;
+  forward.num_threads = options_.calibration_threads;
+  absl::StatusOr<OutputEvaluation> evaluation =
+      EvaluateOutput(context.model_dir, output_dir, text_path, forward);
+  if (!evaluation.ok()) return Prefix("evaluation", evaluation.status());
+  return AddEvaluationToReport(env_, output_dir, *evaluation, text.name);
 }
 
 absl::Status JobRunner::Assemble(const std::string& job_id) {
@@ -415,10 +484,8 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
                         StagedDirectory::Create(env_, output, /*replace=*/true));
   QuantizationReport report =
       NewQuantizationReport(*context->model, context->model_dir, context->recipe);
-  CATQ_ASSIGN_OR_RETURN(ModelRecord model,
-                        store_->GetModel(context->record.tenant, context->record.model_id));
-  report.model_dir = absl::StrCat("model:", model.id);
-  report.model_name = model.name;
+  report.model_dir = absl::StrCat("model:", context->model_record.id);
+  report.model_name = context->model_record.name;
   report.calibration = context->calibration_report;
   report.calibration_seconds = context->calibration_report.seconds;
   AssembleOptions options;
@@ -436,6 +503,9 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
   };
   CATQ_RETURN_IF_ERROR(AssembleOutput(env_, *context->model, context->model_dir, context->recipe,
                                       stored, options, staged->path(), &report));
+  if (!context->record.eval_calibration_id.empty()) {
+    CATQ_RETURN_IF_ERROR(Evaluate(*context, staged->path()));
+  }
   CATQ_RETURN_IF_ERROR(staged->Publish());
 
   std::vector<StoredFile> files;
@@ -453,6 +523,180 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
   PublishJob(job_id, {});
   DropContext(job_id);
   return absl::OkStatus();
+}
+
+// --- Remote workers: leases. ------------------------------------------------
+
+absl::StatusOr<std::optional<v1::TaskLease>> JobRunner::LeaseTask(const std::string& worker_id,
+                                                                  absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  while (true) {
+    WorkItem item;
+    {
+      absl::MutexLock lock(&mu_);
+      auto is_layer = [](const WorkItem& w) { return w.kind == WorkItem::kLayer; };
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || std::any_of(queue_.begin(), queue_.end(), is_layer);
+      };
+      if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline) || stopping_) {
+        return std::nullopt;
+      }
+      auto it = std::find_if(queue_.begin(), queue_.end(), is_layer);
+      item = std::move(*it);
+      queue_.erase(it);
+    }
+    if (Cancelled(item.job_id)) continue;
+    if (!store_->StartTask(item.job_id, item.task_index).ok()) continue;  // not pending
+    absl::StatusOr<v1::TaskLease> lease = NewLease(worker_id, item);
+    if (lease.ok()) return *std::move(lease);
+    FailJob(item.job_id, lease.status());
+  }
+}
+
+absl::StatusOr<v1::TaskLease> JobRunner::NewLease(const std::string& worker_id,
+                                                  const WorkItem& item) {
+  CATQ_ASSIGN_OR_RETURN(std::shared_ptr<JobContext> context, Context(item.job_id));
+  Lease record;
+  record.job_id = item.job_id;
+  record.task_index = item.task_index;
+  record.layer = item.task_index;  // Plan: task i quantizes layer i
+  record.worker_id = worker_id;
+  v1::TaskLease lease;
+  lease.set_lease_id(NewRandomId("l"));
+  lease.set_job_id(item.job_id);
+  lease.set_task_index(item.task_index);
+  lease.set_layer(record.layer);
+  lease.set_lease_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease)));
+  *lease.mutable_recipe() = context->request.recipe();
+  lease.set_model_id(context->model_record.id);
+  for (const StoredFile& file : context->model_record.files) {
+    v1::FileEntry* entry = lease.add_model_files();
+    entry->set_path(file.path);
+    entry->set_size(file.size);
+    entry->set_sha256(file.sha256);
+    record.inputs.insert(file.sha256);
+  }
+  if (!context->statistics_sha256.empty()) {
+    lease.set_statistics_sha256(context->statistics_sha256);
+    lease.set_samples_sha256(context->samples_sha256);
+    record.inputs.insert(context->statistics_sha256);
+    record.inputs.insert(context->samples_sha256);
+  }
+  absl::MutexLock lock(&mu_);
+  record.deadline = absl::Now() + options_.lease;
+  leases_.emplace(lease.lease_id(), std::move(record));
+  ++lease_generation_;
+  return lease;
+}
+
+bool JobRunner::RenewLease(const std::string& lease_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return false;
+  it->second.deadline = absl::Now() + options_.lease;
+  return true;
+}
+
+absl::Status JobRunner::CheckLeaseInput(const std::string& lease_id, const std::string& sha256) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) {
+    return absl::NotFoundError(absl::StrCat("lease_id '", lease_id, "': unknown or expired"));
+  }
+  if (it->second.inputs.count(sha256) == 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("sha256 ", sha256, ": not an input of lease '", lease_id, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobRunner::Lease> JobRunner::TakeLease(const std::string& lease_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) {
+    return absl::NotFoundError(absl::StrCat("lease_id '", lease_id, "': unknown or expired"));
+  }
+  Lease lease = std::move(it->second);
+  leases_.erase(it);
+  return lease;
+}
+
+// The task goes back to the queue, unless its job has ended meanwhile.
+void JobRunner::ReleaseTask(const std::string& job_id, int64_t task_index) {
+  if (!store_->ResetTask(job_id, task_index).ok()) return;
+  absl::StatusOr<JobRecord> job = GetJob(job_id);
+  if (!job.ok() || IsTerminal(job->state) || Cancelled(job_id)) return;
+  Push({WorkItem::kLayer, job_id, task_index});
+}
+
+absl::StatusOr<bool> JobRunner::CompleteLease(const std::string& lease_id,
+                                              const std::string& sha256) {
+  CATQ_ASSIGN_OR_RETURN(Lease lease, TakeLease(lease_id));
+  absl::StatusOr<LayerResult> result = [&]() -> absl::StatusOr<LayerResult> {
+    CATQ_ASSIGN_OR_RETURN(std::string path, blobs_->VerifiedPath(sha256));
+    return ReadLayerResult(env_, path);
+  }();
+  if (!result.ok() || result->layer != lease.layer) {
+    ReleaseTask(lease.job_id, lease.task_index);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "result of lease '", lease_id, "': ",
+        result.ok() ? absl::StrCat("holds layer ", result->layer, ", leased ", lease.layer)
+                    : std::string(result.status().message())));
+  }
+  absl::StatusOr<bool> stored = FinishLayer(lease.job_id, lease.task_index, sha256, *result);
+  if (!stored.ok()) FailJob(lease.job_id, stored.status());
+  return stored;
+}
+
+absl::Status JobRunner::FailLease(const std::string& lease_id, const std::string& error,
+                                  bool retry) {
+  CATQ_ASSIGN_OR_RETURN(Lease lease, TakeLease(lease_id));
+  if (retry) {
+    ReleaseTask(lease.job_id, lease.task_index);
+  } else {
+    FailJob(lease.job_id, absl::AbortedError(absl::StrCat("layer ", lease.layer, " (worker ",
+                                                          lease.worker_id, "): ", error)));
+  }
+  return absl::OkStatus();
+}
+
+void JobRunner::DropLeasesLocked(const std::string& job_id) {
+  std::erase_if(leases_, [&](const auto& entry) { return entry.second.job_id == job_id; });
+}
+
+// Wakes at the earliest lease deadline (or when a lease is added) and puts
+// the tasks of expired leases back in the queue.
+void JobRunner::LeaseExpiryLoop() {
+  while (true) {
+    std::vector<Lease> expired;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::Time next = absl::InfiniteFuture();
+      for (const auto& [id, lease] : leases_) next = std::min(next, lease.deadline);
+      const int64_t seen = lease_generation_;
+      auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || lease_generation_ != seen;
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&changed), next);
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      for (auto it = leases_.begin(); it != leases_.end();) {
+        if (it->second.deadline > now) {
+          ++it;
+          continue;
+        }
+        expired.push_back(std::move(it->second));
+        it = leases_.erase(it);
+      }
+    }
+    for (const Lease& lease : expired) {
+      ReleaseTask(lease.job_id, lease.task_index);
+      v1::JobEvent event;
+      event.set_message(absl::StrCat("layer ", lease.layer, ": the lease of worker '",
+                                     lease.worker_id, "' expired; the task is queued again"));
+      PublishJob(lease.job_id, event);
+    }
+  }
 }
 
 }  // namespace catq::server

@@ -1,32 +1,24 @@
 #include "server/quantizer_service.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <memory>
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/cat/recipe.h"
+#include "core/model/llama2c_import.h"
+#include "core/model/token_id_documents.h"
 #include "core/output/site_quantizer.h"
 #include "core/util/status_macros.h"
 #include "proto/grpc_status.h"
 #include "proto/recipe_conversion.h"
+#include "proto/wire_limits.h"
+#include "server/random_id.h"
 
 namespace catq::server {
 namespace {
 
-constexpr size_t kFetchChunkBytes = size_t{4} << 20;
-
-// A fresh id, "<prefix>-" and 16 random hex digits.
-std::string NewId(absl::string_view prefix) {
-  unsigned char bytes[8];
-  RAND_bytes(bytes, sizeof(bytes));
-  return absl::StrCat(prefix, "-",
-                      absl::BytesToHexString(
-                          absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes))));
-}
+constexpr size_t kFetchChunkBytes = kMaxChunkBytes;
 
 int64_t NowMs(Env* env) { return static_cast<int64_t>(env->NowMicros() / 1000); }
 
@@ -108,7 +100,7 @@ absl::StatusOr<v1::Model> QuantizerService::AcceptModel(const UploadRecord& uplo
     return ModelToProto(model);
   }
   ModelRecord model;
-  model.id = NewId("m");
+  model.id = NewRandomId("m");
   model.tenant = upload.tenant;
   model.name = upload.name;
   model.format = upload.format;
@@ -132,26 +124,27 @@ absl::StatusOr<v1::Calibration> QuantizerService::AcceptCalibration(const Upload
     return CalibrationToProto(calibration);
   }
   const auto kind = static_cast<v1::CalibrationKind>(upload.format);
-  if (kind == v1::CALIBRATION_KIND_TOKEN_IDS) {
-    return absl::UnimplementedError(
-        "header.calibration_kind: token id calibration is not supported yet; send text or "
-        "statistics");
-  }
-  if (kind != v1::CALIBRATION_KIND_TEXT && kind != v1::CALIBRATION_KIND_STATISTICS) {
+  if (kind != v1::CALIBRATION_KIND_TEXT && kind != v1::CALIBRATION_KIND_TOKEN_IDS &&
+      kind != v1::CALIBRATION_KIND_STATISTICS) {
     return absl::InvalidArgumentError(
-        "header.calibration_kind: must be CALIBRATION_KIND_TEXT or CALIBRATION_KIND_STATISTICS");
+        "header.calibration_kind: must be CALIBRATION_KIND_TEXT, CALIBRATION_KIND_TOKEN_IDS or "
+        "CALIBRATION_KIND_STATISTICS");
   }
   CalibrationRecord calibration;
-  calibration.id = NewId("c");
+  calibration.id = NewRandomId("c");
   calibration.tenant = upload.tenant;
   calibration.name = upload.name;
   calibration.kind = upload.format;
   calibration.file = upload.files[0];
   calibration.create_time_ms = NowMs(env_);
-  if (kind == v1::CALIBRATION_KIND_STATISTICS) {
-    // Validated now, so a bad file is refused at upload, naming the tensor.
+  // Statistics and token ids are validated now, so a bad file is refused at
+  // upload, naming the tensor or the byte offset (the vocabulary is checked
+  // when a job binds the ids to a model).
+  if (kind != v1::CALIBRATION_KIND_TEXT) {
     CATQ_ASSIGN_OR_RETURN(std::string path, blobs_->VerifiedPath(calibration.file.sha256));
-    absl::Status valid = ReadSiteStatistics(path, env_).status();
+    absl::Status valid = kind == v1::CALIBRATION_KIND_STATISTICS
+                             ? ReadSiteStatistics(path, env_).status()
+                             : ReadTokenIdDocuments(env_, path, /*vocab_size=*/0).status();
     if (!valid.ok()) {
       std::string message(valid.message());
       if (size_t at = message.find(path); at != std::string::npos) {
@@ -231,9 +224,15 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
     if (eval.kind != v1::CALIBRATION_KIND_TEXT) {
       return absl::InvalidArgumentError("eval_calibration_id: must name a text calibration");
     }
-    return absl::UnimplementedError(
-        "eval_calibration_id: evaluation inside a job is not supported yet; run `catq eval` on "
-        "the fetched output");
+    // The text is tokenized with the model's llama2.c tokenizer.
+    const bool has_tokenizer =
+        std::any_of(model.files.begin(), model.files.end(),
+                    [](const StoredFile& f) { return f.path == kLlama2cTokenizerFileName; });
+    if (!has_tokenizer) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "eval_calibration_id: model '", model.id, "' has no ", kLlama2cTokenizerFileName,
+          " (llama2.c tokenizer) to tokenize the evaluation text with"));
+    }
   }
   const v1::CalibrationOptions& options = request.calibration_options();
   if (options.max_documents() < 0 || options.max_tokens() < 0 ||
@@ -253,7 +252,7 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
     }
   }
   JobRecord job;
-  job.id = NewId("j");
+  job.id = NewRandomId("j");
   job.tenant = tenant;
   job.model_id = model.id;
   job.calibration_id = request.calibration_id();

@@ -32,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "catq/v1/catq.pb.h"
 #include "core/io/env.h"
+#include "proto/wire_limits.h"
 #include "server/blob_store.h"
 #include "server/metadata_store.h"
 
@@ -40,7 +41,7 @@ namespace catq::server {
 struct UploadLimits {
   uint64_t max_upload_bytes = uint64_t{64} << 30;  // all files of one upload
   size_t max_files = 256;
-  size_t max_chunk_bytes = size_t{4} << 20;
+  size_t max_chunk_bytes = kMaxChunkBytes;
 };
 
 class UploadReceiver;

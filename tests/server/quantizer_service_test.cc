@@ -3,16 +3,14 @@
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "catq/v1/catq.grpc.pb.h"
 #include "client/quantizer_client.h"
-#include "core/cat/calibration.h"
-#include "core/model/synth.h"
 #include "core/output/in_process_quantizer.h"
 #include "proto/recipe_conversion.h"
 #include "server/catq_server.h"
+#include "tests/util/output_comparison.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/synthetic_inputs.h"
 #include "tests/util/test_env.h"
 
 namespace catq::server {
@@ -20,32 +18,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadAll(const std::string& path) {
-  absl::StatusOr<std::string> bytes = Env::Default()->ReadFile(path);
-  EXPECT_OK(bytes);
-  return bytes.value_or("");
-}
-
 class QuantizerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SynthOptions synth;
-    synth.preset = "tiny";
-    ASSERT_OK(WriteSyntheticModel(Env::Default(), synth, dir_.Join("model")));
-    // Statistics from random tokens through the model: the precomputed
-    // calibration a client of an architecture catq cannot run would send.
-    auto model = LlamaModel::Open(dir_.Join("model"));
-    ASSERT_OK(model);
-    std::mt19937 rng(11);
-    std::uniform_int_distribution<int32_t> token(3, model->config().vocab_size - 1);
-    std::vector<std::vector<int32_t>> sequences(4, std::vector<int32_t>(40, 1));
-    for (auto& s : sequences) {
-      for (size_t i = 1; i < s.size(); ++i) s[i] = token(rng);
-    }
-    auto calibration = CollectSiteStatistics(*model, sequences, {});
-    ASSERT_OK(calibration);
-    ASSERT_OK(WriteSiteStatistics(Env::Default(), dir_.Join("stats.safetensors"),
-                                  calibration->statistics));
+    ASSERT_OK(testing::WriteSyntheticJobInputs(dir_.Join("model"), dir_.Join("stats.safetensors")));
     ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("tokens"),
                                   "tok-a tenant-a\ntok-b tenant-b  # second tenant\n"));
     StartServer();
@@ -71,14 +47,6 @@ class QuantizerServiceTest : public ::testing::Test {
     return std::move(*client);
   }
 
-  Recipe CatRecipe() {
-    Recipe recipe;
-    recipe.method = Method::kCat;
-    recipe.block_size = 16;
-    recipe.activation_bits = 4;
-    return recipe;
-  }
-
   // Uploads the model and statistics as tenant A and submits `recipe`.
   v1::Job Submit(client::QuantizerClient& client, const Recipe& recipe) {
     auto model = client.UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
@@ -100,10 +68,7 @@ class QuantizerServiceTest : public ::testing::Test {
     options.calibration.statistics_path = dir_.Join("stats.safetensors");
     ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("model"), dir_.Join("direct"),
                                      recipe, options));
-    for (const char* name : {"model.safetensors", "config.json"}) {
-      EXPECT_TRUE(ReadAll(dir_.Join("direct/") + name) == ReadAll(fetched + "/" + name))
-          << name << " differs from the in-process output";
-    }
+    testing::ExpectSameShardsAndConfig(dir_.Join("direct"), fetched);
   }
 
   testing::TempDir dir_;
@@ -112,7 +77,7 @@ class QuantizerServiceTest : public ::testing::Test {
 
 TEST_F(QuantizerServiceTest, JobThroughTheServerEqualsTheInProcessOutput) {
   auto client = Client("tok-a");
-  const v1::Job submitted = Submit(*client, CatRecipe());
+  const v1::Job submitted = Submit(*client, testing::CatW4A4Recipe());
   EXPECT_EQ(submitted.state(), v1::JOB_STATE_QUEUED);
   int tasks_finished = 0;
   int64_t done_at_first_event = -1;
@@ -132,9 +97,9 @@ TEST_F(QuantizerServiceTest, JobThroughTheServerEqualsTheInProcessOutput) {
   EXPECT_GE(done_at_first_event + tasks_finished, 2);
   auto fetched = client->Fetch(job->job_id(), dir_.Join("fetched"));
   ASSERT_OK(fetched);
-  ExpectSameAsInProcess(dir_.Join("fetched"), CatRecipe());
+  ExpectSameAsInProcess(dir_.Join("fetched"), testing::CatW4A4Recipe());
   const nlohmann::json report =
-      nlohmann::json::parse(ReadAll(dir_.Join("fetched/catq_report.json")));
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("fetched/catq_report.json")));
   EXPECT_EQ(report["model"]["name"], "tiny");
   EXPECT_EQ(report["linears"].size(), 14u);
 }
@@ -157,7 +122,7 @@ TEST_F(QuantizerServiceTest, SameIdempotencyKeyReturnsTheSameJob) {
 
 TEST_F(QuantizerServiceTest, TenantsSeeOnlyTheirOwnIdsAndBadTokensAreRefused) {
   auto a = Client("tok-a");
-  const v1::Job job = Submit(*a, CatRecipe());
+  const v1::Job job = Submit(*a, testing::CatW4A4Recipe());
   auto b = Client("tok-b");
   EXPECT_EQ(b->GetJob(job.job_id()).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(b->CancelJob(job.job_id()).status().code(), absl::StatusCode::kNotFound);
@@ -197,12 +162,12 @@ TEST_F(QuantizerServiceTest, BadRequestsNameTheFieldAndTheServerKeepsServing) {
 
   // A model whose config does not match its tensors is refused at upload.
   ASSERT_OK(Env::Default()->CreateDirs(dir_.Join("broken")));
-  std::string config = ReadAll(dir_.Join("model/config.json"));
+  std::string config = testing::ReadTestFile(dir_.Join("model/config.json"));
   nlohmann::json json = nlohmann::json::parse(config);
   json["hidden_size"] = 96;
   ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("broken/config.json"), json.dump()));
   ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("broken/model.safetensors"),
-                                ReadAll(dir_.Join("model/model.safetensors"))));
+                                testing::ReadTestFile(dir_.Join("model/model.safetensors"))));
   auto broken = client->UploadModel(dir_.Join("broken"), "broken", v1::MODEL_FORMAT_HF);
   EXPECT_EQ(broken.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(broken.status().message()), HasSubstr("model.embed_tokens.weight"));
@@ -246,20 +211,20 @@ TEST_F(QuantizerServiceTest, BadRequestsNameTheFieldAndTheServerKeepsServing) {
 
 TEST_F(QuantizerServiceTest, InterruptedFetchResumesToIdenticalFiles) {
   auto client = Client("tok-a");
-  const v1::Job submitted = Submit(*client, CatRecipe());
+  const v1::Job submitted = Submit(*client, testing::CatW4A4Recipe());
   auto job = client->Watch(submitted.job_id(), nullptr);
   ASSERT_OK(job);
   ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
   ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("whole")));
   // Leave the shard as a half-received .part, as a killed fetch does.
-  const std::string shard = ReadAll(dir_.Join("whole/model.safetensors"));
+  const std::string shard = testing::ReadTestFile(dir_.Join("whole/model.safetensors"));
   ASSERT_OK(Env::Default()->CreateDirs(dir_.Join("resumed")));
   ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("resumed/model.safetensors.part"),
                                 shard.substr(0, shard.size() / 2)));
   auto resumed = client->Fetch(job->job_id(), dir_.Join("resumed"));
   ASSERT_OK(resumed);
   EXPECT_LT(resumed->bytes_received, shard.size() + 64 * 1024);
-  EXPECT_TRUE(ReadAll(dir_.Join("resumed/model.safetensors")) == shard);
+  EXPECT_TRUE(testing::ReadTestFile(dir_.Join("resumed/model.safetensors")) == shard);
 
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                      grpc::InsecureChannelCredentials());
@@ -280,7 +245,7 @@ TEST_F(QuantizerServiceTest, InterruptedFetchResumesToIdenticalFiles) {
 
 TEST_F(QuantizerServiceTest, RestartedServerFinishesTheJobWithTheSameOutput) {
   auto client = Client("tok-a");
-  const v1::Job submitted = Submit(*client, CatRecipe());
+  const v1::Job submitted = Submit(*client, testing::CatW4A4Recipe());
   server_->Shutdown();
   server_.reset();
   StartServer();
@@ -289,7 +254,7 @@ TEST_F(QuantizerServiceTest, RestartedServerFinishesTheJobWithTheSameOutput) {
   ASSERT_OK(job);
   ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
   ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
-  ExpectSameAsInProcess(dir_.Join("fetched"), CatRecipe());
+  ExpectSameAsInProcess(dir_.Join("fetched"), testing::CatW4A4Recipe());
 }
 
 TEST_F(QuantizerServiceTest, CancelEndsTheJob) {
@@ -299,7 +264,7 @@ TEST_F(QuantizerServiceTest, CancelEndsTheJob) {
   // always does.
   std::string cancelled_id;
   for (int attempt = 0; attempt < 20 && cancelled_id.empty(); ++attempt) {
-    const v1::Job submitted = Submit(*client, CatRecipe());
+    const v1::Job submitted = Submit(*client, testing::CatW4A4Recipe());
     auto cancelled = client->CancelJob(submitted.job_id());
     if (cancelled.ok()) {
       EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);

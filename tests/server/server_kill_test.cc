@@ -15,7 +15,6 @@
 
 #include <functional>
 #include <map>
-#include <random>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -24,15 +23,15 @@
 #include "catq/v1/catq.grpc.pb.h"
 #include "client/file_manifest.h"
 #include "client/quantizer_client.h"
-#include "core/cat/calibration.h"
 #include "core/model/llama_model.h"
-#include "core/model/synth.h"
 #include "core/output/in_process_quantizer.h"
 #include "proto/recipe_conversion.h"
 #include "server/metadata_store.h"
 #include "server/tenant_auth.h"
 #include "tests/util/child_process.h"
+#include "tests/util/output_comparison.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/synthetic_inputs.h"
 #include "tests/util/test_env.h"
 
 namespace catq {
@@ -46,12 +45,6 @@ constexpr absl::Duration kUploadTimeout = absl::Seconds(60);
 // How long a job may take before its watch gives up: a server that does not
 // resume a job fails the test in this time instead of hanging it.
 constexpr absl::Duration kJobTimeout = absl::Seconds(300);
-
-std::string ReadAll(const std::string& path) {
-  absl::StatusOr<std::string> bytes = Env::Default()->ReadFile(path);
-  EXPECT_OK(bytes);
-  return bytes.value_or("");
-}
 
 std::string DescribeWaitStatus(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exited with ", WEXITSTATUS(status));
@@ -83,21 +76,7 @@ class ServerKillTest : public ::testing::Test {
   // from random tokens through it (the precomputed calibration a client of
   // an architecture catq cannot run would send).
   void WriteModelAndStatistics(int64_t layers) {
-    SynthOptions synth;
-    synth.preset = "tiny";
-    synth.num_layers = layers;
-    ASSERT_OK(WriteSyntheticModel(Env::Default(), synth, model_dir()));
-    auto model = LlamaModel::Open(model_dir());
-    ASSERT_OK(model);
-    std::mt19937 rng(11);
-    std::uniform_int_distribution<int32_t> token(3, model->config().vocab_size - 1);
-    std::vector<std::vector<int32_t>> sequences(4, std::vector<int32_t>(40, 1));
-    for (auto& s : sequences) {
-      for (size_t i = 1; i < s.size(); ++i) s[i] = token(rng);
-    }
-    auto calibration = CollectSiteStatistics(*model, sequences, {});
-    ASSERT_OK(calibration);
-    ASSERT_OK(WriteSiteStatistics(Env::Default(), stats_path(), calibration->statistics));
+    ASSERT_OK(testing::WriteSyntheticJobInputs(model_dir(), stats_path(), layers));
   }
 
   // Starts `catq serve` on data_dir() (a restart when it ran before) and
@@ -145,14 +124,6 @@ class ServerKillTest : public ::testing::Test {
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
-  static Recipe CatRecipe() {
-    Recipe recipe;
-    recipe.method = Method::kCat;
-    recipe.block_size = 16;
-    recipe.activation_bits = 4;
-    return recipe;
-  }
-
   // The job's output directory as the in-process path writes it.
   void QuantizeInProcess(const Recipe& recipe, const std::string& out_dir) {
     InProcessOptions options;
@@ -165,24 +136,7 @@ class ServerKillTest : public ::testing::Test {
   void ExpectSameAsInProcess(const std::string& fetched, const Recipe& recipe) {
     const std::string direct = dir_.Join("direct");
     ASSERT_NO_FATAL_FAILURE(QuantizeInProcess(recipe, direct));
-    auto direct_names = Env::Default()->ListDir(direct);
-    auto fetched_names = Env::Default()->ListDir(fetched);
-    ASSERT_OK(direct_names);
-    ASSERT_OK(fetched_names);
-    std::vector<std::string> direct_shards, fetched_shards;
-    for (const std::string& name : *direct_names) {
-      if (absl::EndsWith(name, ".safetensors")) direct_shards.push_back(name);
-    }
-    for (const std::string& name : *fetched_names) {
-      if (absl::EndsWith(name, ".safetensors")) fetched_shards.push_back(name);
-    }
-    ASSERT_FALSE(direct_shards.empty());
-    EXPECT_EQ(fetched_shards, direct_shards);
-    direct_shards.push_back("config.json");
-    for (const std::string& name : direct_shards) {
-      EXPECT_TRUE(ReadAll(direct + "/" + name) == ReadAll(fetched + "/" + name))
-          << name << " differs from the in-process output";
-    }
+    testing::ExpectSameShardsAndConfig(direct, fetched);
   }
 
   std::string model_dir() const { return dir_.Join("model"); }
@@ -276,8 +230,8 @@ TEST_F(ServerKillTest, UploadKilledMidwayResumesFromGetUploadAfterRestart) {
 
   // All of config.json and the first third of the weights, in two chunks,
   // on a stream that is never finished.
-  const std::string config = ReadAll((*manifest)[0].local_path);
-  const std::string weights = ReadAll((*manifest)[1].local_path);
+  const std::string config = testing::ReadTestFile((*manifest)[0].local_path);
+  const std::string weights = testing::ReadTestFile((*manifest)[1].local_path);
   const uint64_t sent = weights.size() / 3;
   ASSERT_GT(sent, 0u);
   const std::vector<uint64_t> received_before_kill = {config.size(), sent};
@@ -363,7 +317,7 @@ TEST_F(ServerKillTest, JobKilledMidwayFinishesAfterRestartWithTheInProcessOutput
   v1::SubmitJobRequest request;
   request.set_model_id(model->model_id());
   request.set_calibration_id(calibration->calibration_id());
-  *request.mutable_recipe() = RecipeToProto(CatRecipe());
+  *request.mutable_recipe() = RecipeToProto(testing::CatW4A4Recipe());
   auto submitted = client->Submit(request);
   ASSERT_OK(submitted);
   const std::string job_id = submitted->job().job_id();
@@ -415,7 +369,7 @@ TEST_F(ServerKillTest, JobKilledMidwayFinishesAfterRestartWithTheInProcessOutput
         << "layer " << task.layer << " finished before the kill and ran again";
   }
   ASSERT_OK(client->Fetch(job_id, dir_.Join("fetched")));
-  ExpectSameAsInProcess(dir_.Join("fetched"), CatRecipe());
+  ExpectSameAsInProcess(dir_.Join("fetched"), testing::CatW4A4Recipe());
   ASSERT_NO_FATAL_FAILURE(StopServer());
 
   // The tasks finished before the kill kept their results and were not run

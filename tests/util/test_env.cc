@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "core/io/env.h"
+
 namespace catq::testing {
 
 std::string SharedDir() {
@@ -18,6 +20,12 @@ std::string SharedDir() {
 }
 
 std::string SharedPath(const std::string& relative) { return SharedDir() + "/" + relative; }
+
+std::string ReadTestFile(const std::string& path) {
+  absl::StatusOr<std::string> bytes = Env::Default()->ReadFile(path);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.value_or("");
+}
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");

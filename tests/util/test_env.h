@@ -26,6 +26,10 @@ std::string SharedDir();
 // SharedPath: SharedDir() + "/" + relative.
 std::string SharedPath(const std::string& relative);
 
+// ReadTestFile: the bytes of the file at `path`; a test failure (and "")
+// when it cannot be read.
+std::string ReadTestFile(const std::string& path);
+
 // A directory under $TMPDIR, removed with everything in it on destruction.
 class TempDir {
  public:

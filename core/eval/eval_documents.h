@@ -1,10 +1,11 @@
-// File: client/eval_documents.h
+// File: core/eval/eval_documents.h
 //
 // The documents of an evaluation text file as token ids, with the model
 // directory's llama2.c tokenizer (`tokenizer.bin`), BOS first: what
-// `catq quantize --eval-text` and `catq compare --text` evaluate on.
-#ifndef CATQ_CLIENT_EVAL_DOCUMENTS_H_
-#define CATQ_CLIENT_EVAL_DOCUMENTS_H_
+// `catq eval`, `catq quantize --eval-text`, `catq compare --text` and a
+// job's evaluation stage evaluate on.
+#ifndef CATQ_CORE_EVAL_EVAL_DOCUMENTS_H_
+#define CATQ_CORE_EVAL_EVAL_DOCUMENTS_H_
 
 #include <cstdint>
 #include <string>
@@ -12,13 +13,13 @@
 
 #include "absl/status/statusor.h"
 
-namespace catq::cli {
+namespace catq {
 
 // Errors name the missing tokenizer or text file.
 absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const std::string& model_dir,
                                                                     const std::string& text,
                                                                     int64_t vocab_size);
 
-}  // namespace catq::cli
+}  // namespace catq
 
-#endif  // CATQ_CLIENT_EVAL_DOCUMENTS_H_
+#endif  // CATQ_CORE_EVAL_EVAL_DOCUMENTS_H_

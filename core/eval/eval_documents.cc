@@ -1,4 +1,4 @@
-#include "client/eval_documents.h"
+#include "core/eval/eval_documents.h"
 
 #include "absl/strings/str_cat.h"
 #include "core/io/env.h"
@@ -7,7 +7,7 @@
 #include "core/model/text_documents.h"
 #include "core/util/status_macros.h"
 
-namespace catq::cli {
+namespace catq {
 
 absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const std::string& model_dir,
                                                                     const std::string& text,
@@ -20,4 +20,4 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> ReadEvalDocuments(const std::s
   return TokenizeDocuments(tokenizer, texts);
 }
 
-}  // namespace catq::cli
+}  // namespace catq
