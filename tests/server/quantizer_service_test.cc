@@ -283,5 +283,59 @@ TEST_F(QuantizerServiceTest, CancelEndsTheJob) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Token ids (int32, -1 between documents) calibrate a model whose tokenizer
+// catq lacks, with the output of the same ids in process; a malformed file
+// is refused at upload and an id outside the model's vocabulary fails the
+// job, both naming the byte offset.
+TEST_F(QuantizerServiceTest, TokenIdCalibrationEqualsInProcess) {
+  auto client = Client("tok-a");
+  std::string ids;
+  auto append = [&ids](int32_t id) { ids.append(reinterpret_cast<const char*>(&id), 4); };
+  for (int document = 0; document < 3; ++document) {
+    for (int32_t t = 0; t < 30; ++t) append(1 + (document * 37 + t * 11) % 200);
+    append(-1);
+  }
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("calib.ids"), ids));
+  auto model = client->UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
+  ASSERT_OK(model);
+  auto calibration =
+      client->UploadCalibration(dir_.Join("calib.ids"), v1::CALIBRATION_KIND_TOKEN_IDS, "ids");
+  ASSERT_OK(calibration);
+  v1::SubmitJobRequest request;
+  request.set_model_id(model->model_id());
+  request.set_calibration_id(calibration->calibration_id());
+  *request.mutable_recipe() = RecipeToProto(testing::CatW4A4Recipe());
+  auto submitted = client->Submit(request);
+  ASSERT_OK(submitted);
+  auto job = client->Watch(submitted->job().job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
+  InProcessOptions options;
+  options.calibration.token_ids_path = dir_.Join("calib.ids");
+  ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("model"), dir_.Join("direct"),
+                                   testing::CatW4A4Recipe(), options));
+  testing::ExpectSameShardsAndConfig(dir_.Join("direct"), dir_.Join("fetched"));
+
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("odd.ids"), "12345"));
+  auto odd = client->UploadCalibration(dir_.Join("odd.ids"), v1::CALIBRATION_KIND_TOKEN_IDS, "odd");
+  EXPECT_EQ(odd.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(odd.status().message(), HasSubstr("size 5 is not a multiple of 4"));
+
+  append(100000);  // past the tiny model's vocabulary, at byte offset ids.size() - 4
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir_.Join("far.ids"), ids));
+  auto far = client->UploadCalibration(dir_.Join("far.ids"), v1::CALIBRATION_KIND_TOKEN_IDS, "far");
+  ASSERT_OK(far);
+  request.set_calibration_id(far->calibration_id());
+  auto failing = client->Submit(request);
+  ASSERT_OK(failing);
+  auto failed = client->Watch(failing->job().job_id(), nullptr);
+  ASSERT_OK(failed);
+  EXPECT_EQ(failed->state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(
+      failed->error(),
+      HasSubstr(absl::StrCat("calibration 'far': id 100000 at byte offset ", ids.size() - 4)));
+}
+
 }  // namespace
 }  // namespace catq::server
