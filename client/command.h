@@ -21,6 +21,7 @@ void AddImportLlama2cCommand(CLI::App& app, CommandAction& run);
 void AddSynthCommand(CLI::App& app, CommandAction& run);
 void AddQuantizeCommand(CLI::App& app, CommandAction& run);
 void AddAnalyzeCommand(CLI::App& app, CommandAction& run);
+void AddCalibrateCommand(CLI::App& app, CommandAction& run);
 void AddCompareCommand(CLI::App& app, CommandAction& run);
 void AddEvalCommand(CLI::App& app, CommandAction& run);
 // In the `catq` binary only (links the server): client/serve_command.cc.

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   catq::cli::AddSynthCommand(app, run);
   catq::cli::AddQuantizeCommand(app, run);
   catq::cli::AddAnalyzeCommand(app, run);
+  catq::cli::AddCalibrateCommand(app, run);
   catq::cli::AddCompareCommand(app, run);
   catq::cli::AddEvalCommand(app, run);
   catq::cli::AddUploadCommand(app, run);
