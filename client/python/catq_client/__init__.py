@@ -11,6 +11,9 @@
 The messages (catq_pb2) and the stub (catq_pb2_grpc) are generated from
 proto/catq/v1/catq.proto at build time into the package ``catq.v1`` beside
 this one.
+
+``collect_statistics`` (catq_client.statistics) writes catq's calibration
+statistics from a PyTorch Llama; it imports PyTorch only when called.
 """
 
 from catq.v1 import catq_pb2, catq_pb2_grpc
@@ -26,6 +29,7 @@ from catq_client.client import (
     default_upload_id,
     sha256_of_file,
 )
+from catq_client.statistics import SITES, collect_statistics, site_key
 
 __all__ = [
     "MAX_RECEIVE_MESSAGE_BYTES",
@@ -34,9 +38,12 @@ __all__ = [
     "Client",
     "FetchStats",
     "Progress",
+    "SITES",
     "catq_pb2",
     "catq_pb2_grpc",
     "check_relative_path",
+    "collect_statistics",
     "default_upload_id",
     "sha256_of_file",
+    "site_key",
 ]
