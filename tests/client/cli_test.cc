@@ -167,6 +167,56 @@ TEST(CatqCli, CompareRanksRecipesOnStories260K) {
   EXPECT_NE(bad.output.find("4-bit weights only"), std::string::npos) << bad.output;
 }
 
+// `catq calibrate` writes the statistics a calibrated quantize computes: the
+// shards quantized from its file equal those calibrated on the text in
+// process. It takes exactly one of text and token ids.
+TEST(CatqCli, CalibrateWritesTheStatisticsQuantizeCalibratesWith) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_EQ(
+      RunCatq(absl::StrCat("import-llama2c --model ",
+                           testing::SharedPath("models/stories260K/stories260K.bin"),
+                           " --tokenizer ", testing::SharedPath("models/stories260K/tok512.bin"),
+                           " --out ", dir.Join("hf")))
+          .exit_code,
+      0);
+  const std::string calib =
+      absl::StrCat(" --calib-text ", testing::SharedPath("data/tinystories_197k.txt"),
+                   " --calib-max-docs 16 --threads 1");
+  const CommandResult calibrate = RunCatq(absl::StrCat("calibrate --model ", dir.Join("hf"), calib,
+                                                       " --out ", dir.Join("stats.safetensors")));
+  ASSERT_EQ(calibrate.exit_code, 0) << calibrate.output;
+  EXPECT_NE(calibrate.output.find("16 documents"), std::string::npos) << calibrate.output;
+  EXPECT_NE(calibrate.output.find("20 sites (full Sx"), std::string::npos) << calibrate.output;
+
+  const std::string recipe = " --quiet --recipe cat --block-size 16 --a-bits 4 --model ";
+  const CommandResult from_stats =
+      RunCatq(absl::StrCat("quantize", recipe, dir.Join("hf"), " --out ", dir.Join("q_stats"),
+                           " --calib-stats ", dir.Join("stats.safetensors")));
+  ASSERT_EQ(from_stats.exit_code, 0) << from_stats.output;
+  const CommandResult from_text = RunCatq(
+      absl::StrCat("quantize", recipe, dir.Join("hf"), " --out ", dir.Join("q_text"), calib));
+  ASSERT_EQ(from_text.exit_code, 0) << from_text.output;
+  absl::StatusOr<std::string> a = Env::Default()->ReadFile(dir.Join("q_stats/model.safetensors"));
+  absl::StatusOr<std::string> b = Env::Default()->ReadFile(dir.Join("q_text/model.safetensors"));
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_TRUE(*a == *b) << "shards differ";
+
+  const CommandResult neither = RunCatq(
+      absl::StrCat("calibrate --model ", dir.Join("hf"), " --out ", dir.Join("x.safetensors")));
+  EXPECT_EQ(neither.exit_code, 1);
+  EXPECT_NE(neither.output.find("exactly one of --calib-text and --calib-tokens"),
+            std::string::npos)
+      << neither.output;
+  const CommandResult both =
+      RunCatq(absl::StrCat("calibrate --model ", dir.Join("hf"), calib,
+                           " --calib-tokens ids --out ", dir.Join("x.safetensors")));
+  EXPECT_NE(both.exit_code, 0);
+  EXPECT_NE(both.output.find("excludes"), std::string::npos) << both.output;
+  EXPECT_FALSE(Env::Default()->FileExists(dir.Join("x.safetensors")));
+}
+
 TEST(CatqCli, BadInputExitsNonZeroNamingTheProblem) {
   testing::TempDir dir;
   ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("bad.safetensors"), "\x05\x00"));
