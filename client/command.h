@@ -24,6 +24,7 @@ void AddAnalyzeCommand(CLI::App& app, CommandAction& run);
 void AddCalibrateCommand(CLI::App& app, CommandAction& run);
 void AddCompareCommand(CLI::App& app, CommandAction& run);
 void AddEvalCommand(CLI::App& app, CommandAction& run);
+void AddExportGptqCommand(CLI::App& app, CommandAction& run);
 // In the `catq` binary only (links the server): client/serve_command.cc.
 void AddServeCommand(CLI::App& app, CommandAction& run);
 // `catq worker`: client/worker_command.cc, linked with the worker library.

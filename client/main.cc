@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   catq::cli::AddCalibrateCommand(app, run);
   catq::cli::AddCompareCommand(app, run);
   catq::cli::AddEvalCommand(app, run);
+  catq::cli::AddExportGptqCommand(app, run);
   catq::cli::AddUploadCommand(app, run);
   catq::cli::AddSubmitCommand(app, run);
   catq::cli::AddWatchCommand(app, run);

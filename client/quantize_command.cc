@@ -1,11 +1,15 @@
-// `catq quantize --model DIR --out DIR [recipe flags] [--json]`: quantizes a
-// model and prints a per-layer summary. Without --server it runs in this
-// process (streaming, one linear in memory at a time); with --server HOST:PORT
-// on a catq server (upload, submit, watch, fetch: remote_quantize.h).
+// `catq quantize --model DIR --out DIR [recipe flags] [--export-gptq] [--json]`:
+// quantizes a model and prints a per-layer summary. Without --server it runs
+// in this process (streaming, one linear in memory at a time); with --server
+// HOST:PORT on a catq server (upload, submit, watch, fetch:
+// remote_quantize.h). --export-gptq also writes the GPTQ layout into
+// OUT/gptq (core/output/gptq_export.h), checked against the recipe and model
+// before anything is quantized.
 #include <iostream>
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/command.h"
 #include "client/connection_flags.h"
@@ -15,6 +19,8 @@
 #include "client/report_summary.h"
 #include "core/eval/output_evaluation.h"
 #include "core/io/env.h"
+#include "core/model/llama_model.h"
+#include "core/output/gptq_export.h"
 #include "core/output/in_process_quantizer.h"
 #include "core/util/status_macros.h"
 #include "proto/recipe_conversion.h"
@@ -37,6 +43,7 @@ struct QuantizeFlags {
   RecipeFlags recipe;
   uint64_t max_shard_bytes = uint64_t{2} << 30;
   bool replace = false;
+  bool export_gptq = false;
   bool json = false;
   bool quiet = false;
 };
@@ -67,15 +74,34 @@ absl::Status RunOnServer(const QuantizeFlags& flags) {
   calibration.set_max_tokens(flags.calib_max_tokens);
   calibration.set_sample_tokens(flags.calib_samples);
   request.submit.set_max_shard_bytes(flags.max_shard_bytes);
+  request.submit.set_export_gptq(flags.export_gptq);
   request.out = flags.out;
   request.json = flags.json;
   request.quiet = flags.quiet;
   return RunRemoteQuantize(request);
 }
 
+// The GPTQ layout of the output just written, into OUT/gptq.
+absl::StatusOr<nlohmann::json> ExportGptq(const QuantizeFlags& flags) {
+  GptqExportOptions options;
+  options.max_shard_bytes = flags.max_shard_bytes;
+  const std::string dir = absl::StrCat(flags.out, "/", kGptqExportDirName);
+  CATQ_ASSIGN_OR_RETURN(GptqExportSummary summary,
+                        ExportGptqLayout(Env::Default(), flags.out, dir, options));
+  return nlohmann::json{{"dir", dir},
+                        {"linears", summary.linears},
+                        {"copied_tensors", summary.copied_tensors},
+                        {"data_bytes", summary.data_bytes},
+                        {"files", summary.files}};
+}
+
 absl::Status RunQuantize(const QuantizeFlags& flags) {
   if (!flags.connection.server.empty()) return RunOnServer(flags);
   CATQ_ASSIGN_OR_RETURN(Recipe recipe, flags.recipe.ToRecipe());
+  if (flags.export_gptq) {
+    CATQ_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Open(flags.model));
+    CATQ_RETURN_IF_ERROR(Prefix("--export-gptq", CheckGptqExportable(model, recipe)));
+  }
   ProgressPrinter progress("quantize", flags.quiet || flags.json);
   InProcessOptions options;
   options.max_shard_bytes = flags.max_shard_bytes;
@@ -101,10 +127,20 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
     CATQ_RETURN_IF_ERROR(
         WriteFileAtomically(Env::Default(), flags.out + "/catq_report.json", json.dump(2) + "\n"));
   }
+  nlohmann::json gptq;
+  if (flags.export_gptq) {
+    CATQ_ASSIGN_OR_RETURN(gptq, ExportGptq(flags));
+  }
   if (flags.json) {
+    if (flags.export_gptq) json["gptq_export"] = gptq;
     std::cout << json.dump(2) << "\n";
   } else {
     PrintReportSummary(json, flags.out, std::cout);
+    if (flags.export_gptq) {
+      std::cout << "GPTQ layout: " << gptq["dir"].get<std::string>() << " ("
+                << gptq["linears"].get<int64_t>() << " linears, " << gptq["files"].size()
+                << " files)\n";
+    }
   }
   return absl::OkStatus();
 }
@@ -143,6 +179,9 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--max-shard-bytes", flags->max_shard_bytes, "Largest output shard")
       ->capture_default_str();
   sub->add_flag("--replace", flags->replace, "Replace an existing output directory");
+  sub->add_flag("--export-gptq", flags->export_gptq,
+                "Also write the GPTQ (AutoGPTQ v1) layout into OUT/gptq; recipes with an online "
+                "transform are refused");
   sub->add_flag("--json", flags->json, "Print the report as JSON");
   sub->add_flag("--quiet", flags->quiet, "No progress output");
   sub->callback([flags, &run] { run = [flags] { return RunQuantize(*flags); }; });

@@ -12,7 +12,9 @@
 #include "client/remote_progress.h"
 #include "client/report_summary.h"
 #include "core/io/sha256.h"
+#include "core/output/gptq_export.h"
 #include "core/util/status_macros.h"
+#include "proto/recipe_conversion.h"
 
 namespace catq::cli {
 namespace {
@@ -116,6 +118,11 @@ absl::Status RunRemoteQuantize(const RemoteQuantizeRequest& request) {
     return absl::InvalidArgumentError(
         "--calib-text, --calib-tokens and --calib-stats: give at most one");
   }
+  if (request.submit.export_gptq()) {
+    // Refused now rather than by SubmitJob after the uploads.
+    CATQ_ASSIGN_OR_RETURN(Recipe recipe, RecipeFromProto(request.submit.recipe()));
+    CATQ_RETURN_IF_ERROR(Prefix("--export-gptq", CheckRecipeGptqExportable(recipe)));
+  }
   const bool quiet = request.quiet || request.json;
   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<client::QuantizerClient> client,
                         ConnectToServer(request.connection));
@@ -132,6 +139,9 @@ absl::Status RunRemoteQuantize(const RemoteQuantizeRequest& request) {
     std::cout << report.dump(2) << "\n";
   } else {
     PrintReportSummary(report, request.out, std::cout);
+    if (request.submit.export_gptq()) {
+      std::cout << "GPTQ layout: " << request.out << "/" << kGptqExportDirName << "\n";
+    }
   }
   return absl::OkStatus();
 }

@@ -2,7 +2,9 @@
 //
 // `catq quantize --server`: upload the model and calibration, submit, watch,
 // fetch into --out, then print the same summary as the in-process path, from
-// the fetched catq_report.json. Every step resumes when run again: uploads
+// the fetched catq_report.json. With submit.export_gptq the recipe is checked
+// for the GPTQ export before anything is uploaded, and the server's export
+// arrives in --out/gptq. Every step resumes when run again: uploads
 // by their default upload ids, the job by an idempotency key derived from
 // the request (so a rerun re-attaches to the same job), the fetch from its
 // .part files.
@@ -39,7 +41,8 @@ struct RemoteQuantizeRequest {
   bool quiet = false;  // No progress.
 };
 
-// RunRemoteQuantize: InvalidArgument for both calibration files; the
+// RunRemoteQuantize: InvalidArgument for both calibration files, or (naming
+// --export-gptq) export_gptq with a recipe that has an online transform; the
 // client's errors; the job's FAILED or CANCELLED outcome (CheckJobSucceeded).
 absl::Status RunRemoteQuantize(const RemoteQuantizeRequest& request);
 

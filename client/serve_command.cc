@@ -24,6 +24,12 @@ absl::Status RunServe(const server::CatqServerOptions& options) {
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   std::cout << "catq serve: listening on " << host << ":" << server->port() << ", data dir "
             << options.data_dir << std::endl;
+  if (server->metrics_port() != 0) {
+    const std::string metrics_host =
+        options.metrics_listen.substr(0, options.metrics_listen.rfind(':'));
+    std::cout << "catq serve: metrics on http://" << metrics_host << ":" << server->metrics_port()
+              << "/metrics" << std::endl;
+  }
   const int signal = signals.Wait();
   std::cout << "catq serve: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
             << ", shutting down (unfinished jobs resume at the next start)" << std::endl;
@@ -51,6 +57,8 @@ void AddServeCommand(CLI::App& app, CommandAction& run) {
          "--lease-seconds", [options](double seconds) { options->lease = absl::Seconds(seconds); },
          "How long a remote worker's task lease lasts without a heartbeat (default 30)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--metrics-listen", options->metrics_listen,
+                  "HOST:PORT for Prometheus metrics at /metrics (port 0: any free port)");
   sub->add_option("--tls-cert", options->tls_cert_file, "PEM certificate chain (TLS)");
   sub->add_option("--tls-key", options->tls_key_file, "PEM private key (TLS)");
   sub->add_option("--max-upload-bytes", options->upload_limits.max_upload_bytes,

@@ -1,6 +1,7 @@
 // `catq submit --model-id ID [--calib-id ID] [--eval-calib-id ID]
 // [--idempotency-key K] [--calib-max-docs N --calib-max-tokens N
-// --calib-samples N] [recipe flags]` submits a job and prints its id.
+// --calib-samples N] [--export-gptq] [recipe flags]` submits a job and prints
+// its id.
 #include <iostream>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@ struct SubmitFlags {
   int64_t calib_max_tokens = 0;
   int64_t calib_samples = -1;  // -1: the server's default
   uint64_t max_shard_bytes = 0;
+  bool export_gptq = false;
   RecipeFlags recipe;
   bool json = false;
 };
@@ -42,6 +44,7 @@ absl::StatusOr<v1::SubmitJobRequest> MakeRequest(const SubmitFlags& flags) {
   request.set_eval_calibration_id(flags.eval_calib_id);
   request.set_idempotency_key(flags.idempotency_key);
   request.set_max_shard_bytes(flags.max_shard_bytes);
+  request.set_export_gptq(flags.export_gptq);
   return request;
 }
 
@@ -78,6 +81,9 @@ void AddSubmitCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--max-shard-bytes", flags->max_shard_bytes,
                   "Largest output shard (0: the server's default, 2 GiB)")
       ->capture_default_str();
+  sub->add_flag("--export-gptq", flags->export_gptq,
+                "Also write the GPTQ (AutoGPTQ v1) layout, fetched as gptq/<name>; recipes with "
+                "an online transform are refused");
   AddRecipeFlags(*sub, flags->recipe);
   sub->add_flag("--json", flags->json, "Print the SubmitJob response as JSON");
   sub->callback([flags, &run] { run = [flags] { return RunSubmit(*flags); }; });

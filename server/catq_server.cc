@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
+#include "server/metrics_interceptor.h"
 
 namespace catq::server {
 
@@ -45,6 +46,8 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
   runner_options.workers = options.workers >= 0 ? options.workers : cores;
   runner_options.calibration_threads = runner_options.workers > 0 ? runner_options.workers : cores;
   runner_options.lease = options.lease;
+  server->metrics_ = std::make_unique<ServerMetrics>();
+  runner_options.metrics = server->metrics_.get();
   runner_options.jobs_dir = absl::StrCat(dir, "/jobs");
   // Parallelism comes from the workers; each BLAS call runs on its caller's
   // thread, which also keeps every result independent of the worker count.
@@ -54,7 +57,8 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
                                   server->models_.get(), server->events_.get());
   server->service_ = std::make_unique<QuantizerService>(
       env, server->auth_.get(), server->store_.get(), server->blobs_.get(), server->models_.get(),
-      server->uploads_.get(), server->runner_.get(), server->events_.get(), options.service_limits);
+      server->uploads_.get(), server->runner_.get(), server->events_.get(), options.service_limits,
+      server->metrics_.get());
   server->worker_service_ =
       std::make_unique<WorkerService>(env, server->worker_auth_.get(), server->blobs_.get(),
                                       server->runner_.get(), WorkerServiceLimits{});
@@ -70,6 +74,7 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
     ssl.pem_key_cert_pairs.push_back({key, cert});
     credentials = grpc::SslServerCredentials(ssl);
   }
+  CATQ_RETURN_IF_ERROR(server->StartMetrics(options.metrics_listen));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -78,12 +83,49 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
   builder.RegisterService(server->worker_service_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(server->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot listen"));
   }
   CATQ_RETURN_IF_ERROR(server->runner_->Start());
   return server;
+}
+
+// The /metrics endpoint: the metrics registry and the scrape-time gauges
+// (jobs by state from the store).
+absl::Status CatqServer::StartMetrics(const std::string& listen) {
+  MetadataStore* store = store_.get();
+  metrics_->SetJobStateSource([store] {
+    std::map<std::string, int64_t> counts;
+    for (JobState state :
+         {JobState::kQueued, JobState::kCalibrating, JobState::kQuantizing, JobState::kAssembling,
+          JobState::kEvaluating, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
+      counts[JobStateName(state)] = 0;
+    }
+    absl::StatusOr<std::map<JobState, int64_t>> stored = store->CountJobsByState();
+    if (stored.ok()) {
+      for (const auto& [state, count] : *stored) counts[JobStateName(state)] = count;
+    }
+    return counts;
+  });
+  JobRunner* runner = runner_.get();
+  metrics_->SetRunnerSource([runner] { return runner->Snapshot(); });
+  if (listen.empty()) return absl::OkStatus();
+  // prometheus-cpp reports a port it cannot bind by throwing; the exception
+  // stops here.
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(listen);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(metrics_->state_collectable());
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  metrics_port_ = ports.empty() ? 0 : ports.front();
+  return absl::OkStatus();
 }
 
 void CatqServer::Shutdown() {

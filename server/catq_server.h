@@ -18,6 +18,7 @@
 #define CATQ_SERVER_CATQ_SERVER_H_
 
 #include <grpcpp/server.h>
+#include <prometheus/exposer.h>
 
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/quantizer_service.h"
+#include "server/server_metrics.h"
 #include "server/worker_service.h"
 
 namespace catq::server {
@@ -41,6 +43,9 @@ struct CatqServerOptions {
   // otherwise.
   std::string worker_tokens_file;
   absl::Duration lease = absl::Seconds(30);
+  // HOST:PORT of the Prometheus /metrics endpoint (port 0: any free one);
+  // empty: none.
+  std::string metrics_listen;
   std::string tls_cert_file;
   std::string tls_key_file;
   UploadLimits upload_limits;
@@ -55,6 +60,8 @@ class CatqServer {
   ~CatqServer();
 
   int port() const { return port_; }
+  // The /metrics port (0 without options.metrics_listen).
+  int metrics_port() const { return metrics_port_; }
   // Shutdown: refuses new calls, ends running ones (watchers and fetches are
   // cancelled after a short grace period), stops the workers after their
   // current task. Unfinished jobs resume at the next Start.
@@ -64,6 +71,7 @@ class CatqServer {
 
  private:
   CatqServer() = default;
+  absl::Status StartMetrics(const std::string& listen);
   std::unique_ptr<MetadataStore> store_;
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<TenantAuth> auth_;
@@ -71,11 +79,14 @@ class CatqServer {
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<UploadReceiver> uploads_;
   std::unique_ptr<JobEventHub> events_;
+  std::unique_ptr<ServerMetrics> metrics_;  // the runner and the services record here
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<QuantizerService> service_;
   std::unique_ptr<WorkerService> worker_service_;
+  std::unique_ptr<prometheus::Exposer> exposer_;  // scrapes read metrics_, runner_, store_
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  int metrics_port_ = 0;
   bool shut_down_ = false;
 };
 

@@ -10,6 +10,7 @@
 #include "core/io/staged_directory.h"
 #include "core/model/llama_model.h"
 #include "core/output/calibration_data.h"
+#include "core/output/gptq_export.h"
 #include "core/output/layer_quantizer.h"
 #include "core/output/layer_result_io.h"
 #include "core/output/output_assembler.h"
@@ -237,6 +238,7 @@ void JobRunner::FailJob(const std::string& job_id, const absl::Status& status) {
     v1::JobEvent event;
     event.set_message(message);
     PublishJob(job_id, event);
+    RecordJobEnd(job_id, JobState::kFailed);
   }
   DropContext(job_id);
 }
@@ -251,6 +253,7 @@ absl::Status JobRunner::Cancel(const JobRecord& job) {
     std::erase_if(queue_, [&](const WorkItem& item) { return item.job_id == job.id; });
     DropLeasesLocked(job.id);
   }
+  RecordJobEnd(job.id, JobState::kCancelled);
   DropContext(job.id);
   PublishJob(job.id, {});
   return absl::OkStatus();
@@ -291,15 +294,59 @@ void JobRunner::WorkerLoop(bool runs_layers) {
 }
 
 absl::Status JobRunner::Run(const WorkItem& item) {
+  const absl::Time start = absl::Now();
+  absl::Status status = absl::InternalError("unknown work item");
+  const char* kind = "plan";
   switch (item.kind) {
     case WorkItem::kPlan:
-      return Plan(item.job_id);
-    case WorkItem::kLayer:
-      return RunLayer(item.job_id, item.task_index);
+      status = Plan(item.job_id);
+      break;
+    case WorkItem::kLayer: {
+      kind = "layer";
+      {
+        absl::MutexLock lock(&mu_);
+        ++busy_;
+      }
+      status = RunLayer(item.job_id, item.task_index);
+      absl::MutexLock lock(&mu_);
+      --busy_;
+      break;
+    }
     case WorkItem::kAssemble:
-      return Assemble(item.job_id);
+      kind = "assemble";
+      status = Assemble(item.job_id);
+      break;
   }
-  return absl::InternalError("unknown work item");
+  if (options_.metrics != nullptr) {
+    options_.metrics->RecordTask(kind, status.ok(), absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  return status;
+}
+
+RunnerSnapshot JobRunner::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  RunnerSnapshot snapshot;
+  snapshot.queued_tasks = std::count_if(queue_.begin(), queue_.end(), [](const WorkItem& item) {
+    return item.kind == WorkItem::kLayer;
+  });
+  snapshot.in_process_workers = options_.workers;
+  snapshot.in_process_busy = busy_;
+  snapshot.leases = static_cast<int64_t>(leases_.size());
+  std::set<std::string> workers;
+  for (const auto& [id, lease] : leases_) workers.insert(lease.worker_id);
+  snapshot.remote_workers = static_cast<int64_t>(workers.size());
+  return snapshot;
+}
+
+void JobRunner::RecordJobEnd(const std::string& job_id, JobState state) {
+  if (options_.metrics == nullptr) return;
+  absl::StatusOr<JobRecord> job = GetJob(job_id);
+  if (!job.ok()) return;
+  v1::SubmitJobRequest request;
+  request.ParseFromString(job->request);
+  const std::string method = request.recipe().method().empty() ? "rtn" : request.recipe().method();
+  options_.metrics->RecordJobEnd(JobStateName(state), method,
+                                 static_cast<double>(NowMs(env_) - job->create_time_ms) * 1e-3);
 }
 
 absl::StatusOr<std::shared_ptr<JobRunner::JobContext>> JobRunner::Context(
@@ -364,6 +411,10 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   }
   context.calibration = *std::move(loaded);
   context.calibration_report.path = calibration.name;
+  if (options_.metrics != nullptr) {
+    options_.metrics->RecordTask("calibration", true, context.calibration_report.seconds);
+    options_.metrics->RecordCalibrationTokens(context.calibration_report.tokens);
+  }
 
   const std::string statistics_path = blobs_->NewTempPath();
   CATQ_RETURN_IF_ERROR(WriteSiteStatistics(env_, statistics_path, context.calibration.statistics));
@@ -401,6 +452,12 @@ absl::Status JobRunner::LoadStoredCalibration(JobContext& context) {
 
 absl::Status JobRunner::Plan(const std::string& job_id) {
   CATQ_ASSIGN_OR_RETURN(std::shared_ptr<JobContext> context, Context(job_id));
+  if (context->request.export_gptq()) {
+    // A diagonal transform that would stay online on this model fails the
+    // job now, not after every layer is quantized.
+    CATQ_RETURN_IF_ERROR(
+        Prefix("export_gptq", CheckGptqExportable(*context->model, context->recipe)));
+  }
   CATQ_ASSIGN_OR_RETURN(std::vector<TaskRecord> tasks, store_->ListTasks(job_id));
   if (tasks.empty()) {
     for (int64_t layer = 0; layer < context->model->config().num_hidden_layers; ++layer) {
@@ -446,6 +503,14 @@ absl::StatusOr<bool> JobRunner::FinishLayer(const std::string& job_id, int64_t t
   CATQ_ASSIGN_OR_RETURN(bool first, store_->CompleteTask(job_id, task_index, result_sha256,
                                                          summary.SerializeAsString()));
   if (!first) return false;
+  if (options_.metrics != nullptr) {
+    for (const v1::SiteSummary& site : summary.sites()) {
+      if (site.has_sqnr_before_db() && site.has_sqnr_after_db()) {
+        options_.metrics->RecordSiteSqnr(job_id, result.layer, site.site(), site.sqnr_before_db(),
+                                         site.sqnr_after_db());
+      }
+    }
+  }
   v1::JobEvent event;
   *event.mutable_task_finished() = summary;
   PublishJob(job_id, event);
@@ -465,8 +530,13 @@ absl::Status JobRunner::Evaluate(const JobContext& context, const std::string& o
   CATQ_ASSIGN_OR_RETURN(std::string text_path, blobs_->VerifiedPath(text.file.sha256));
   ForwardOptions forward;
   forward.num_threads = options_.calibration_threads;
+  const absl::Time start = absl::Now();
   absl::StatusOr<OutputEvaluation> evaluation =
       EvaluateOutput(context.model_dir, output_dir, text_path, forward);
+  if (options_.metrics != nullptr) {
+    options_.metrics->RecordTask("eval", evaluation.ok(),
+                                 absl::ToDoubleSeconds(absl::Now() - start));
+  }
   if (!evaluation.ok()) return Prefix("evaluation", evaluation.status());
   return AddEvaluationToReport(env_, output_dir, *evaluation, text.name);
 }
@@ -503,13 +573,21 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
   };
   CATQ_RETURN_IF_ERROR(AssembleOutput(env_, *context->model, context->model_dir, context->recipe,
                                       stored, options, staged->path(), &report));
+  if (context->request.export_gptq()) {
+    GptqExportOptions gptq;
+    gptq.max_shard_bytes = options.max_shard_bytes;
+    absl::StatusOr<GptqExportSummary> exported = ExportGptqLayout(
+        env_, staged->path(), absl::StrCat(staged->path(), "/", kGptqExportDirName), gptq);
+    if (!exported.ok()) return Prefix("export_gptq", exported.status());
+  }
   if (!context->record.eval_calibration_id.empty()) {
     CATQ_RETURN_IF_ERROR(Evaluate(*context, staged->path()));
   }
   CATQ_RETURN_IF_ERROR(staged->Publish());
 
   std::vector<StoredFile> files;
-  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(output));
+  // Relative paths: the GPTQ export's files are "gptq/<name>".
+  CATQ_ASSIGN_OR_RETURN(std::vector<std::string> names, ListFilesRecursively(env_, output));
   for (const std::string& name : names) {
     const std::string path = absl::StrCat(output, "/", name);
     StoredFile file;
@@ -520,6 +598,7 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
   }
   if (Cancelled(job_id)) return absl::OkStatus();
   CATQ_RETURN_IF_ERROR(store_->SetJobResult(job_id, files, NowMs(env_)));
+  RecordJobEnd(job_id, JobState::kSucceeded);
   PublishJob(job_id, {});
   DropContext(job_id);
   return absl::OkStatus();
@@ -561,6 +640,7 @@ absl::StatusOr<v1::TaskLease> JobRunner::NewLease(const std::string& worker_id,
   record.task_index = item.task_index;
   record.layer = item.task_index;  // Plan: task i quantizes layer i
   record.worker_id = worker_id;
+  record.start = absl::Now();
   v1::TaskLease lease;
   lease.set_lease_id(NewRandomId("l"));
   lease.set_job_id(item.job_id);
@@ -645,6 +725,10 @@ absl::StatusOr<bool> JobRunner::CompleteLease(const std::string& lease_id,
   }
   absl::StatusOr<bool> stored = FinishLayer(lease.job_id, lease.task_index, sha256, *result);
   if (!stored.ok()) FailJob(lease.job_id, stored.status());
+  if (options_.metrics != nullptr) {
+    options_.metrics->RecordTask("layer", stored.ok(),
+                                 absl::ToDoubleSeconds(absl::Now() - lease.start));
+  }
   return stored;
 }
 

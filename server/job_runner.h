@@ -54,6 +54,7 @@
 #include "server/job_events.h"
 #include "server/metadata_store.h"
 #include "server/model_repository.h"
+#include "server/server_metrics.h"
 
 namespace catq::server {
 
@@ -64,6 +65,8 @@ struct JobRunnerOptions {
   int calibration_threads = 1;
   // How long a remote worker's lease lasts without a heartbeat.
   absl::Duration lease = absl::Seconds(30);
+  // Where task, job and SQNR figures go; null: nowhere. Not owned.
+  ServerMetrics* metrics = nullptr;
   // Where finished outputs live: <jobs_dir>/<job_id>/output.
   std::string jobs_dir;
 };
@@ -94,6 +97,9 @@ class JobRunner {
 
   // JobToProto: the wire view of a stored job, with its ETA.
   v1::Job JobToProto(const JobRecord& job) const;
+
+  // Snapshot: queue and workers now, for the metrics scrape.
+  RunnerSnapshot Snapshot() const;
 
   // Publish: an event with the job's current stored state.
   void PublishJob(const std::string& job_id, const v1::JobEvent& detail);
@@ -131,6 +137,7 @@ class JobRunner {
     int64_t task_index = 0;
     int64_t layer = 0;
     std::string worker_id;
+    absl::Time start;
     absl::Time deadline;
     std::set<std::string> inputs;  // blobs the worker may read
   };
@@ -158,6 +165,8 @@ class JobRunner {
   absl::Status LoadStoredCalibration(JobContext& context);
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
   void FailJob(const std::string& job_id, const absl::Status& status);
+  // Counts a job that reached `state` in the metrics.
+  void RecordJobEnd(const std::string& job_id, JobState state);
   void SetState(const std::string& job_id, JobState state);
   void Push(WorkItem item);
   void PushAssembleOnce(const std::string& job_id);
@@ -174,6 +183,7 @@ class JobRunner {
   mutable absl::Mutex mu_;
   std::deque<WorkItem> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // in-process workers running a layer task
   std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> assembling_ ABSL_GUARDED_BY(mu_);            // assembly queued or done
   std::map<std::string, std::string> tenants_ ABSL_GUARDED_BY(mu_);  // job id -> tenant

@@ -22,6 +22,28 @@ bool IsTerminal(JobState state) {
          state == JobState::kCancelled;
 }
 
+const char* JobStateName(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kCalibrating:
+      return "calibrating";
+    case JobState::kQuantizing:
+      return "quantizing";
+    case JobState::kAssembling:
+      return "assembling";
+    case JobState::kEvaluating:
+      return "evaluating";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
 namespace {
 
 // PRAGMA user_version of the schema below. Open refuses a database written
@@ -261,28 +283,6 @@ absl::Status NotFound(absl::string_view kind, absl::string_view id) {
 
 std::string TaskName(const std::string& job_id, int64_t index) {
   return absl::StrCat("task ", index, " of job '", job_id, "'");
-}
-
-absl::string_view JobStateName(JobState state) {
-  switch (state) {
-    case JobState::kQueued:
-      return "queued";
-    case JobState::kCalibrating:
-      return "calibrating";
-    case JobState::kQuantizing:
-      return "quantizing";
-    case JobState::kAssembling:
-      return "assembling";
-    case JobState::kEvaluating:
-      return "evaluating";
-    case JobState::kSucceeded:
-      return "succeeded";
-    case JobState::kFailed:
-      return "failed";
-    case JobState::kCancelled:
-      return "cancelled";
-  }
-  return "unknown";
 }
 
 absl::string_view TaskStateName(TaskState state) {
@@ -581,6 +581,7 @@ class SqliteMetadataStore final : public MetadataStore {
   absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& tenant, int limit) override;
   absl::StatusOr<std::vector<JobRecord>> ListUnfinishedJobs() override;
   absl::StatusOr<int64_t> CountUnfinishedJobs(const std::string& tenant) override;
+  absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
   absl::Status SetJobState(const std::string& id, JobState state, const std::string& error,
                            int64_t now_ms) override;
   absl::Status SetJobCalibration(const std::string& id, const std::string& sha256) override;
@@ -815,6 +816,18 @@ absl::StatusOr<int64_t> SqliteMetadataStore::CountUnfinishedJobs(const std::stri
                  absl::StrCat("SELECT COUNT(*) FROM jobs WHERE tenant = ? AND ", kUnfinished),
                  tenant));
   return count.value_or(0);
+}
+
+absl::StatusOr<std::map<JobState, int64_t>> SqliteMetadataStore::CountJobsByState() {
+  absl::MutexLock lock(&mu_);
+  using Row = std::pair<int64_t, int64_t>;
+  CATQ_ASSIGN_OR_RETURN(std::vector<Row> rows,
+                        Query(
+                            db_, +[](const Statement& row) { return Row(row.Int(0), row.Int(1)); },
+                            "SELECT state, COUNT(*) FROM jobs GROUP BY state"));
+  std::map<JobState, int64_t> counts;
+  for (const auto& [state, count] : rows) counts[static_cast<JobState>(state)] = count;
+  return counts;
 }
 
 absl::Status SqliteMetadataStore::SetJobState(const std::string& id, JobState state,

@@ -23,6 +23,7 @@
 #define CATQ_SERVER_METADATA_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -88,6 +89,8 @@ enum class JobState {
   kCancelled = 8,
 };
 bool IsTerminal(JobState state);  // succeeded, failed, cancelled
+// JobStateName: "queued", "calibrating", ... "cancelled" (metric labels).
+const char* JobStateName(JobState state);
 
 struct JobRecord {
   std::string id;
@@ -167,6 +170,8 @@ class MetadataStore {
   virtual absl::StatusOr<std::vector<JobRecord>> ListUnfinishedJobs() = 0;
   // Jobs of `tenant` not in a terminal state.
   virtual absl::StatusOr<int64_t> CountUnfinishedJobs(const std::string& tenant) = 0;
+  // Jobs of every tenant in each state that has any (for metrics).
+  virtual absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() = 0;
   // SetJobState: also sets error and update_time_ms. A job already terminal
   // keeps its state: FailedPrecondition ("job 'j': already cancelled").
   virtual absl::Status SetJobState(const std::string& id, JobState state, const std::string& error,

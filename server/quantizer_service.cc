@@ -8,6 +8,7 @@
 #include "core/cat/recipe.h"
 #include "core/model/llama2c_import.h"
 #include "core/model/token_id_documents.h"
+#include "core/output/gptq_export.h"
 #include "core/output/site_quantizer.h"
 #include "core/util/status_macros.h"
 #include "proto/grpc_status.h"
@@ -57,7 +58,7 @@ v1::Calibration CalibrationToProto(const CalibrationRecord& calibration) {
 QuantizerService::QuantizerService(Env* env, const TenantAuth* auth, MetadataStore* store,
                                    BlobStore* blobs, ModelRepository* models,
                                    UploadReceiver* uploads, JobRunner* runner, JobEventHub* events,
-                                   ServiceLimits limits)
+                                   ServiceLimits limits, ServerMetrics* metrics)
     : env_(env),
       auth_(auth),
       store_(store),
@@ -66,7 +67,8 @@ QuantizerService::QuantizerService(Env* env, const TenantAuth* auth, MetadataSto
       uploads_(uploads),
       runner_(runner),
       events_(events),
-      limits_(limits) {}
+      limits_(limits),
+      metrics_(metrics) {}
 
 absl::StatusOr<std::string> QuantizerService::Tenant(grpc::ServerContext* context) const {
   return auth_->Authenticate(context->client_metadata());
@@ -89,6 +91,7 @@ absl::StatusOr<UploadRecord> QuantizerService::ReceiveUpload(grpc::ServerContext
       return absl::InvalidArgumentError("header: only the first message may be a header");
     }
     CATQ_RETURN_IF_ERROR(session->Append(message.chunk()));
+    if (metrics_ != nullptr) metrics_->RecordUploadBytes(message.chunk().data().size());
   }
   CATQ_RETURN_IF_ERROR(session->CheckComplete());
   return session->record();
@@ -210,6 +213,11 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
                                       v1::SubmitJobResponse* response) {
   if (request.model_id().empty()) return absl::InvalidArgumentError("model_id: required");
   CATQ_ASSIGN_OR_RETURN(Recipe recipe, RecipeFromProto(request.recipe()));
+  if (request.export_gptq()) {
+    // What the recipe decides; a site that cannot fold on this model fails
+    // the job at assembly, naming the site.
+    CATQ_RETURN_IF_ERROR(Prefix("export_gptq", CheckRecipeGptqExportable(recipe)));
+  }
   CATQ_ASSIGN_OR_RETURN(ModelRecord model, store_->GetModel(tenant, request.model_id()));
   if (!request.calibration_id().empty()) {
     CATQ_RETURN_IF_ERROR(store_->GetCalibration(tenant, request.calibration_id()).status());
@@ -376,6 +384,7 @@ absl::Status QuantizerService::SendFile(grpc::ServerContext* context, const std:
       first = false;
     }
     if (!writer->Write(chunk)) return absl::CancelledError("the client went away");
+    if (metrics_ != nullptr) metrics_->RecordFetchBytes(length);
     offset += length;
   } while (offset < file.size);
   return absl::OkStatus();

@@ -18,6 +18,7 @@
 #include "server/job_runner.h"
 #include "server/metadata_store.h"
 #include "server/model_repository.h"
+#include "server/server_metrics.h"
 #include "server/tenant_auth.h"
 #include "server/upload_receiver.h"
 
@@ -33,7 +34,7 @@ class QuantizerService final : public v1::Quantizer::Service {
  public:
   QuantizerService(Env* env, const TenantAuth* auth, MetadataStore* store, BlobStore* blobs,
                    ModelRepository* models, UploadReceiver* uploads, JobRunner* runner,
-                   JobEventHub* events, ServiceLimits limits);
+                   JobEventHub* events, ServiceLimits limits, ServerMetrics* metrics = nullptr);
 
   grpc::Status UploadModel(grpc::ServerContext* context,
                            grpc::ServerReader<v1::UploadModelRequest>* reader,
@@ -82,6 +83,7 @@ class QuantizerService final : public v1::Quantizer::Service {
   JobRunner* const runner_;
   JobEventHub* const events_;
   const ServiceLimits limits_;
+  ServerMetrics* const metrics_;  // upload and fetch bytes; may be null
 };
 
 }  // namespace catq::server

@@ -68,6 +68,9 @@ class Env {
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path) = 0;
   virtual absl::StatusOr<uint64_t> GetFileSize(const std::string& path) = 0;
   virtual bool FileExists(const std::string& path) = 0;
+  // IsDirectory: whether `path` is a directory; false for a symbolic link,
+  // even to a directory (lstat(2)), so a recursive removal never follows one.
+  virtual bool IsDirectory(const std::string& path) = 0;
   // RenameFile: atomically replaces `to` with `from` (rename(2)).
   virtual absl::Status RenameFile(const std::string& from, const std::string& to) = 0;
   virtual absl::Status RemoveFile(const std::string& path) = 0;
@@ -107,6 +110,7 @@ class EnvWrapper : public Env {
     return target_->GetFileSize(path);
   }
   bool FileExists(const std::string& path) override { return target_->FileExists(path); }
+  bool IsDirectory(const std::string& path) override { return target_->IsDirectory(path); }
   absl::Status RenameFile(const std::string& from, const std::string& to) override {
     return target_->RenameFile(from, to);
   }

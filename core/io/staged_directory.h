@@ -8,13 +8,14 @@
 //   ...write files under staged->path()...
 //   CATQ_RETURN_IF_ERROR(staged->Publish());
 //
-// Destroying an unpublished StagedDirectory removes what was written. The
-// directory is flat: files only, no subdirectories. Not thread-safe.
+// Destroying an unpublished StagedDirectory removes what was written, files
+// and subdirectories (an output's gptq/ export) alike. Not thread-safe.
 #ifndef CATQ_CORE_IO_STAGED_DIRECTORY_H_
 #define CATQ_CORE_IO_STAGED_DIRECTORY_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,7 +46,9 @@ class StagedDirectory {
 
  private:
   StagedDirectory(Env* env, std::string final_path)
-      : env_(env), final_path_(std::move(final_path)), staging_path_(absl::StrCat(final_path_, ".partial")) {}
+      : env_(env),
+        final_path_(std::move(final_path)),
+        staging_path_(absl::StrCat(final_path_, ".partial")) {}
 
   Env* const env_;
   const std::string final_path_;
@@ -53,8 +56,14 @@ class StagedDirectory {
   bool published_ = false;
 };
 
-// Removes the flat directory `path` and the files in it; OK when absent.
-absl::Status RemoveFlatDirectory(Env* env, const std::string& path);
+// Removes directory `path` with its files and subdirectories; OK when
+// absent. Symbolic links are removed, not followed.
+absl::Status RemoveDirectoryTree(Env* env, const std::string& path);
+
+// ListFilesRecursively: the files under directory `dir`, as paths relative to
+// it with '/' between components ("config.json", "gptq/config.json"), sorted
+// by path. Subdirectories themselves are not listed.
+absl::StatusOr<std::vector<std::string>> ListFilesRecursively(Env* env, const std::string& dir);
 
 }  // namespace catq
 

@@ -237,5 +237,45 @@ TEST(CatqCli, BadInputExitsNonZeroNamingTheProblem) {
   EXPECT_NE(missing.output.find("absent"), std::string::npos) << missing.output;
 }
 
+// --export-gptq writes OUT/gptq beside the output, `catq export-gptq` the
+// same layout from the output, printing what it wrote; a recipe with an
+// online transform is refused before anything is quantized.
+TEST(CatqCli, ExportGptqFromQuantizeAndFromAnOutput) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunCatq(absl::StrCat("synth --preset tiny --out ", dir.Join("m"))).exit_code, 0);
+  const CommandResult quantize = RunCatq(absl::StrCat(
+      "quantize --model ", dir.Join("m"), " --out ", dir.Join("q"), " --w-group 32 --export-gptq"));
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.output;
+  EXPECT_NE(quantize.output.find(absl::StrCat("GPTQ layout: ", dir.Join("q/gptq"))),
+            std::string::npos)
+      << quantize.output;
+
+  const std::string export_command =
+      absl::StrCat("export-gptq --in ", dir.Join("q"), " --out ", dir.Join("g"));
+  const CommandResult exported = RunCatq(export_command);
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  for (const char* fragment : {"14 linears (4-bit, group 32, symmetric)", "7 tensors copied",
+                               "model.safetensors", "quantize_config.json"}) {
+    EXPECT_NE(exported.output.find(fragment), std::string::npos) << fragment << exported.output;
+  }
+  for (const char* file : {"model.safetensors", "config.json", "quantize_config.json"}) {
+    EXPECT_EQ(testing::ReadTestFile(dir.Join(absl::StrCat("g/", file))),
+              testing::ReadTestFile(dir.Join(absl::StrCat("q/gptq/", file))))
+        << file;
+  }
+  const CommandResult again = RunCatq(export_command);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("already exists"), std::string::npos) << again.output;
+  EXPECT_EQ(RunCatq(export_command + " --replace").exit_code, 0);
+
+  const CommandResult online =
+      RunCatq(absl::StrCat("quantize --model ", dir.Join("m"), " --out ", dir.Join("h"),
+                           " --recipe hadamard --export-gptq"));
+  EXPECT_EQ(online.exit_code, 1);
+  EXPECT_NE(online.output.find("--export-gptq: recipe.method: hadamard"), std::string::npos)
+      << online.output;
+  EXPECT_FALSE(Env::Default()->FileExists(dir.Join("h")));
+}
+
 }  // namespace
 }  // namespace catq

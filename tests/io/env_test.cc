@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "core/io/staged_directory.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
@@ -67,6 +70,69 @@ TEST(PosixEnv, ListDirIsSorted) {
   auto names = env->ListDir(dir.path());
   ASSERT_OK(names);
   EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(PosixEnv, IsDirectoryDoesNotFollowSymbolicLinks) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  ASSERT_OK(env->CreateDirs(dir.Join("sub")));
+  ASSERT_OK(WriteFileAtomically(env, dir.Join("file"), "x"));
+  std::filesystem::create_directory_symlink(dir.Join("sub"), dir.Join("link"));
+  EXPECT_TRUE(env->IsDirectory(dir.Join("sub")));
+  EXPECT_FALSE(env->IsDirectory(dir.Join("file")));
+  EXPECT_FALSE(env->IsDirectory(dir.Join("link")));
+  EXPECT_FALSE(env->IsDirectory(dir.Join("absent")));
+}
+
+// An output with its gptq/ export: listed with relative paths in one sorted
+// order, removed whole; a symbolic link inside is removed, its target kept.
+TEST(StagedDirectory, ListsAndRemovesSubdirectories) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  const std::string out = dir.Join("out");
+  ASSERT_OK(env->CreateDirs(out + "/gptq/deeper"));
+  ASSERT_OK(env->CreateDirs(dir.Join("kept")));
+  ASSERT_OK(WriteFileAtomically(env, dir.Join("kept/file"), "keep"));
+  for (const char* name : {"config.json", "gptq.json", "gptq/config.json", "gptq/deeper/x"}) {
+    ASSERT_OK(WriteFileAtomically(env, out + "/" + name, name));
+  }
+  std::filesystem::create_directory_symlink(dir.Join("kept"), out + "/gptq/link");
+  auto files = ListFilesRecursively(env, out);
+  ASSERT_OK(files);
+  EXPECT_EQ(*files, (std::vector<std::string>{"config.json", "gptq.json", "gptq/config.json",
+                                              "gptq/deeper/x", "gptq/link"}));
+  ASSERT_OK(RemoveDirectoryTree(env, out));
+  EXPECT_FALSE(env->FileExists(out));
+  EXPECT_EQ(testing::ReadTestFile(dir.Join("kept/file")), "keep");
+  EXPECT_OK(RemoveDirectoryTree(env, out));  // Absent: OK.
+}
+
+// A staged output whose publication replaces an old one holding a
+// subdirectory, and an abandoned one with a subdirectory, leave nothing behind.
+TEST(StagedDirectory, ReplacesAndDiscardsDirectoriesWithSubdirectories) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  const std::string out = dir.Join("out");
+  ASSERT_OK(env->CreateDirs(out + "/gptq"));
+  ASSERT_OK(WriteFileAtomically(env, out + "/gptq/old", "old"));
+  {
+    auto staged = StagedDirectory::Create(env, out, /*replace=*/true);
+    ASSERT_OK(staged);
+    ASSERT_OK(env->CreateDirs((*staged)->path() + "/gptq"));
+    ASSERT_OK(WriteFileAtomically(env, (*staged)->path() + "/gptq/new", "new"));
+    ASSERT_OK((*staged)->Publish());
+  }
+  auto files = ListFilesRecursively(env, out);
+  ASSERT_OK(files);
+  EXPECT_EQ(*files, (std::vector<std::string>{"gptq/new"}));
+  {
+    auto staged = StagedDirectory::Create(env, dir.Join("abandoned"), /*replace=*/false);
+    ASSERT_OK(staged);
+    ASSERT_OK(env->CreateDirs((*staged)->path() + "/gptq"));
+    ASSERT_OK(WriteFileAtomically(env, (*staged)->path() + "/gptq/x", "x"));
+  }
+  EXPECT_FALSE(env->FileExists(dir.Join("abandoned.partial")));
+  EXPECT_FALSE(env->FileExists(dir.Join("abandoned")));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <ostream>
 #include <thread>
 #include <tuple>
@@ -400,6 +401,19 @@ TEST_F(MetadataStoreTest, ListUnfinishedJobsOldestFirstAcrossTenants) {
   EXPECT_THAT(Ids(*jobs), ElementsAre("j1", "j2", "j3"));
   EXPECT_EQ(*store_->CountUnfinishedJobs("a"), 2);
   EXPECT_EQ(*store_->CountUnfinishedJobs("b"), 1);
+}
+
+TEST_F(MetadataStoreTest, CountJobsByStateCountsEveryTenant) {
+  Insert(MakeJob("a", "j1", 100));
+  Insert(MakeJob("b", "j2", 200));
+  Insert(MakeJob("a", "j3", 300));
+  ASSERT_OK(store_->SetJobState("j2", JobState::kQuantizing, "", 210));
+  ASSERT_OK(store_->SetJobResult("j3", {}, 310));
+  absl::StatusOr<std::map<JobState, int64_t>> counts = store_->CountJobsByState();
+  ASSERT_OK(counts);
+  EXPECT_EQ(*counts,
+            (std::map<JobState, int64_t>{
+                {JobState::kQueued, 1}, {JobState::kQuantizing, 1}, {JobState::kSucceeded, 1}}));
 }
 
 TEST_F(MetadataStoreTest, SetJobStateUpdatesUntilTerminal) {

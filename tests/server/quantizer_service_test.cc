@@ -3,8 +3,11 @@
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "catq/v1/catq.grpc.pb.h"
 #include "client/quantizer_client.h"
+#include "core/io/staged_directory.h"
+#include "core/output/gptq_export.h"
 #include "core/output/in_process_quantizer.h"
 #include "proto/recipe_conversion.h"
 #include "server/catq_server.h"
@@ -335,6 +338,67 @@ TEST_F(QuantizerServiceTest, TokenIdCalibrationEqualsInProcess) {
   EXPECT_THAT(
       failed->error(),
       HasSubstr(absl::StrCat("calibration 'far': id 100000 at byte offset ", ids.size() - 4)));
+}
+
+// export_gptq: the GPTQ layout comes with the job's result as gptq/<name>,
+// byte-identical to ExportGptqLayout of the in-process output; a recipe with
+// an online transform is refused at SubmitJob naming the field, and a
+// diagonal that cannot fold on the model fails the job naming the site.
+TEST_F(QuantizerServiceTest, ExportGptqFetchesTheInProcessExport) {
+  auto client = Client("tok-a");
+  Recipe recipe;  // rtn W4A16
+  recipe.weights.group_size = 32;
+  auto model = client->UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
+  ASSERT_OK(model);
+  v1::SubmitJobRequest request;
+  request.set_model_id(model->model_id());
+  *request.mutable_recipe() = RecipeToProto(recipe);
+  request.set_export_gptq(true);
+  auto submitted = client->Submit(request);
+  ASSERT_OK(submitted);
+  auto job = client->Watch(submitted->job().job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  std::vector<std::string> listed;
+  for (const v1::FileEntry& file : job->result_files()) {
+    if (absl::StartsWith(file.path(), "gptq/")) listed.push_back(file.path().substr(5));
+  }
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
+
+  ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("model"), dir_.Join("direct"), recipe,
+                                   InProcessOptions()));
+  testing::ExpectSameShardsAndConfig(dir_.Join("direct"), dir_.Join("fetched"));
+  ASSERT_OK(ExportGptqLayout(Env::Default(), dir_.Join("direct"), dir_.Join("direct-gptq")));
+  auto expected = ListFilesRecursively(Env::Default(), dir_.Join("direct-gptq"));
+  ASSERT_OK(expected);
+  EXPECT_EQ(listed, *expected);
+  EXPECT_THAT(listed, ::testing::Contains("model.safetensors"));
+  for (const std::string& name : *expected) {
+    EXPECT_EQ(testing::ReadTestFile(dir_.Join("fetched/gptq/" + name)),
+              testing::ReadTestFile(dir_.Join("direct-gptq/" + name)))
+        << name;
+  }
+
+  v1::SubmitJobRequest online = request;
+  online.mutable_recipe()->set_method("hadamard");
+  auto refused = client->Submit(online);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("export_gptq: recipe.method: hadamard"));
+
+  // SmoothQuant's attn_out diagonal cannot fold where query heads share KV
+  // heads (the tiny preset): the job fails before quantizing, naming it.
+  auto calibration = client->UploadCalibration(dir_.Join("stats.safetensors"),
+                                               v1::CALIBRATION_KIND_STATISTICS, "stats");
+  ASSERT_OK(calibration);
+  v1::SubmitJobRequest smooth = request;
+  smooth.set_calibration_id(calibration->calibration_id());
+  smooth.mutable_recipe()->set_method("smoothquant");
+  auto smooth_job = client->Submit(smooth);
+  ASSERT_OK(smooth_job);
+  auto failed = client->Watch(smooth_job->job().job_id(), nullptr);
+  ASSERT_OK(failed);
+  EXPECT_EQ(failed->state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed->error(), HasSubstr("export_gptq: model.layers.0.attn_out"));
 }
 
 }  // namespace

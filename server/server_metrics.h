@@ -1,0 +1,107 @@
+// File: server/server_metrics.h
+//
+// The server's Prometheus metrics (prometheus-cpp), served on their own port
+// (`catq serve --metrics-listen HOST:PORT`, path /metrics). Names start with
+// `catq_`, carry their unit, and counters end in `_total`, following the
+// Prometheus naming conventions. Labels have bounded values: RPC method and
+// status code, job state and method, task kind and outcome; per-site SQNR
+// is kept only for the last `max_sqnr_jobs` jobs.
+//
+// Two kinds of figures:
+//   events      counters and histograms the code records as things happen
+//               (Record*);
+//   state       gauges read when Prometheus scrapes (jobs by state, queue
+//               depth, workers, resident memory), from the sources set with
+//               SetJobStateSource / SetRunnerSource, so they are never stale.
+//
+//   ServerMetrics metrics;
+//   metrics.RecordRequest("SubmitJob", grpc::StatusCode::OK, 0.004);
+//   exposer.RegisterCollectable(metrics.registry());
+//   exposer.RegisterCollectable(metrics.state_collectable());
+//
+// Thread-safety: thread-safe.
+#ifndef CATQ_SERVER_SERVER_METRICS_H_
+#define CATQ_SERVER_SERVER_METRICS_H_
+
+#include <grpcpp/support/status.h>
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace catq::server {
+
+// What the job runner reports at scrape time.
+struct RunnerSnapshot {
+  int64_t queued_tasks = 0;        // layer tasks waiting for a worker
+  int64_t in_process_workers = 0;  // threads that run layer tasks
+  int64_t in_process_busy = 0;     // of those, running a task now
+  int64_t leases = 0;              // layer tasks leased to remote workers now
+  int64_t remote_workers = 0;      // distinct remote workers holding a lease
+};
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(int max_sqnr_jobs = 8);
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  std::shared_ptr<prometheus::Collectable> state_collectable() const;
+
+  // Every finished RPC: catq_grpc_requests_total{method,code} and
+  // catq_grpc_request_duration_seconds{method}.
+  void RecordRequest(const std::string& method, grpc::StatusCode code, double seconds);
+  void RecordUploadBytes(uint64_t bytes);
+  void RecordFetchBytes(uint64_t bytes);
+  void RecordCalibrationTokens(int64_t tokens);
+  // A finished task or stage: kind is calibration, layer, assemble or eval.
+  void RecordTask(absl::string_view kind, bool ok, double seconds);
+  // A job reaching a terminal state (succeeded, failed, cancelled).
+  void RecordJobEnd(absl::string_view state, absl::string_view method, double seconds);
+  // Measured SQNR of one site of a finished layer task (dB), kept for the
+  // newest max_sqnr_jobs jobs.
+  void RecordSiteSqnr(const std::string& job_id, int64_t layer, const std::string& site,
+                      double before_db, double after_db);
+
+  void SetJobStateSource(std::function<std::map<std::string, int64_t>()> source);
+  void SetRunnerSource(std::function<RunnerSnapshot()> source);
+
+ private:
+  class StateCollectable;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<StateCollectable> state_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_seconds_;
+  prometheus::Counter& upload_bytes_;
+  prometheus::Counter& fetch_bytes_;
+  prometheus::Counter& calibration_tokens_;
+  prometheus::Family<prometheus::Counter>& tasks_;
+  prometheus::Family<prometheus::Histogram>& task_seconds_;
+  prometheus::Family<prometheus::Counter>& jobs_ended_;
+  prometheus::Family<prometheus::Histogram>& job_seconds_;
+  prometheus::Family<prometheus::Gauge>& site_sqnr_;
+
+  const int max_sqnr_jobs_;
+  absl::Mutex mu_;
+  // Jobs with SQNR series, oldest first, and their gauges.
+  std::deque<std::string> sqnr_jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<prometheus::Gauge*>> sqnr_gauges_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace catq::server
+
+#endif  // CATQ_SERVER_SERVER_METRICS_H_
