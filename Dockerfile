@@ -13,8 +13,8 @@ FROM debian:12 AS runtime
 COPY scripts/setup scripts/packages.txt /opt/catq/scripts/
 RUN /opt/catq/scripts/setup --runtime && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/client/catq /usr/local/bin/catq
-RUN useradd --system --create-home --home-dir /var/lib/catq catq
-USER catq
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/catq catq
+USER 10001
 WORKDIR /var/lib/catq
 ENTRYPOINT ["catq"]
 CMD ["--help"]
