@@ -170,8 +170,9 @@ class QuantizerClient {
   // QuantizerClient::ListJobs: newest first; limit 0 means the server's
   // default (100).
   absl::StatusOr<std::vector<v1::Job>> ListJobs(int limit = 0);
-  // QuantizerClient::CancelJob: the job after the cancel request; a job that
-  // already ended keeps its state.
+  // QuantizerClient::CancelJob: the job after the cancel request. A job that
+  // already ended keeps its state and the call fails with FailedPrecondition
+  // ("CancelJob: FAILED_PRECONDITION: job 'j-..': already succeeded").
   absl::StatusOr<v1::Job> CancelJob(absl::string_view job_id);
   absl::StatusOr<std::vector<v1::Model>> ListModels();
   absl::Status DeleteModel(absl::string_view model_id);
