@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "client/calibration_flags.h"
 #include "client/command.h"
 #include "core/cat/recipe.h"
 #include "core/cat/site_statistics.h"
@@ -87,12 +88,7 @@ void AddCalibrateCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--block-size", flags->block_size,
                   "Block CAT k: sites over 8192 channels keep only their k x k diagonal blocks")
       ->capture_default_str();
-  sub->add_option("--calib-max-docs", flags->calib_max_docs,
-                  "Calibrate on the first N documents (0: all)")
-      ->capture_default_str();
-  sub->add_option("--calib-max-tokens", flags->calib_max_tokens,
-                  "Calibration token budget (0: no limit)")
-      ->capture_default_str();
+  AddCalibrationLimitFlags(*sub, flags->calib_max_docs, flags->calib_max_tokens);
   sub->add_flag("--no-fold-norm-gains", flags->no_fold_norm_gains,
                 "Statistics of the inputs with the RMSNorm gains applied (default: without, as "
                 "the folded model sees them)");

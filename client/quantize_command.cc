@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/calibration_flags.h"
 #include "client/command.h"
 #include "client/connection_flags.h"
 #include "client/progress.h"
@@ -164,12 +165,7 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--calib-tokens", flags->calib_tokens,
                   "Calibration token ids: little-endian int32, documents separated by -1 (for "
                   "a tokenizer catq does not have)");
-  sub->add_option("--calib-max-docs", flags->calib_max_docs,
-                  "Calibrate on the first N documents (0: all)")
-      ->capture_default_str();
-  sub->add_option("--calib-max-tokens", flags->calib_max_tokens,
-                  "Calibration token budget (0: no limit)")
-      ->capture_default_str();
+  AddCalibrationLimitFlags(*sub, flags->calib_max_docs, flags->calib_max_tokens);
   sub->add_option("--calib-samples", flags->calib_samples,
                   "Activation tokens kept per site to measure SQNR (0: none)")
       ->capture_default_str();

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "client/calibration_flags.h"
 #include "client/command.h"
 #include "client/connection_flags.h"
 #include "client/proto_json.h"
@@ -69,12 +70,7 @@ void AddSubmitCommand(CLI::App& app, CommandAction& run) {
                   "Text calibration id to evaluate the output on (perplexity, KL to FP)");
   sub->add_option("--idempotency-key", flags->idempotency_key,
                   "A second submit with the same key returns the first job");
-  sub->add_option("--calib-max-docs", flags->calib_max_docs,
-                  "Calibrate on the first N documents (0: all)")
-      ->capture_default_str();
-  sub->add_option("--calib-max-tokens", flags->calib_max_tokens,
-                  "Calibration token budget (0: no limit)")
-      ->capture_default_str();
+  AddCalibrationLimitFlags(*sub, flags->calib_max_docs, flags->calib_max_tokens);
   sub->add_option("--calib-samples", flags->calib_samples,
                   "Activation tokens kept per site to measure SQNR (0: none; default: the "
                   "server's)");

@@ -188,12 +188,19 @@ TEST_F(CalibrationTest, BadInputIsNamed) {
                 "model.layers.0.mlp_out: dim 64, the model's site has 172 channels");
 }
 
+// stories260K (../shared) imported to a Hugging Face directory at `dir`.
+absl::StatusOr<LlamaModel> ImportStories260K(const std::string& dir) {
+  absl::Status imported =
+      ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
+                    testing::SharedPath("models/stories260K/tok512.bin"), dir);
+  if (!imported.ok()) return imported;
+  return LlamaModel::Open(dir);
+}
+
 TEST(CalibrationText, FirstDocumentsWithinTheTokenBudget) {
   CATQ_REQUIRE_SHARED();
   testing::TempDir dir;
-  ASSERT_OK(ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
-                          testing::SharedPath("models/stories260K/tok512.bin"), dir.Join("hf")));
-  absl::StatusOr<LlamaModel> model = LlamaModel::Open(dir.Join("hf"));
+  absl::StatusOr<LlamaModel> model = ImportStories260K(dir.Join("hf"));
   ASSERT_OK(model);
   const std::string text = testing::SharedPath("data/tinystories_197k.txt");
   absl::StatusOr<std::vector<std::vector<int32_t>>> first64 =
@@ -223,9 +230,7 @@ TEST(CalibrationText, FirstDocumentsWithinTheTokenBudget) {
 TEST(CalibrationTokenIds, SameSequencesAsTheText) {
   CATQ_REQUIRE_SHARED();
   testing::TempDir dir;
-  ASSERT_OK(ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
-                          testing::SharedPath("models/stories260K/tok512.bin"), dir.Join("hf")));
-  absl::StatusOr<LlamaModel> model = LlamaModel::Open(dir.Join("hf"));
+  absl::StatusOr<LlamaModel> model = ImportStories260K(dir.Join("hf"));
   ASSERT_OK(model);
   const std::string text = testing::SharedPath("data/tinystories_197k.txt");
   absl::StatusOr<std::vector<std::vector<int32_t>>> from_text =
