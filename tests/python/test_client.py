@@ -11,23 +11,19 @@ import json
 import os
 import random
 import shutil
-import signal
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 
 import grpc
 
 from catq_client import (MAX_UPLOAD_CHUNK_BYTES, CatqError, Client, catq_pb2,
-                         default_upload_id)
+                         default_upload_id, write_token_ids)
+from catq_testing import Server, have_catq, run_catq
 
-CATQ = os.environ.get("CATQ_BINARY", "")
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                        "client", "python", "examples", "pipeline.py")
-LISTENING = "catq serve: listening on "
 TOKEN_A = "tok-a"
 TOKEN_B = "tok-b"
 
@@ -42,68 +38,16 @@ def read_bytes(path):
         return f.read()
 
 
-def run_catq(*args):
-    """Runs the catq binary; fails the test on a non-zero exit."""
-    result = subprocess.run([CATQ, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, check=False)
-    if result.returncode != 0:
-        raise AssertionError(f"catq {' '.join(args)} exited "
-                             f"{result.returncode}:\n{result.stdout}")
-    return result.stdout
-
-
-class Server:
-    """`catq serve` on a free loopback port, until stop()."""
-
-    def __init__(self, data_dir, *flags):
-        self.process = subprocess.Popen(
-            [CATQ, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-             "--workers", "2", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.output = []
-        self.address = None
-        # The first line that says where it listens; EOF means it exited.
-        for line in self.process.stdout:
-            self.output.append(line)
-            if line.startswith(LISTENING):
-                self.address = line[len(LISTENING):].split(",")[0].strip()
-                break
-        if self.address is None:
-            self.process.wait()
-            raise RuntimeError(f"catq serve exited {self.process.returncode} "
-                               f"before listening:\n{''.join(self.output)}")
-        # Keep draining its output so the server never blocks on the pipe.
-        self._drain = threading.Thread(target=self._read_rest, daemon=True)
-        self._drain.start()
-
-    def _read_rest(self):
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def stop(self):
-        """SIGTERM, then waits; returns the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=120)
-        self._drain.join(timeout=10)
-        self.process.stdout.close()
-        return code
-
-
-def write_token_ids(path, vocab_size, documents=4, length=40, seed=11):
-    """Calibration token ids: little-endian int32, -1 between documents,
-    each document BOS (1) then random ids."""
+def write_random_token_ids(path, vocab_size, documents=4, length=40,
+                           seed=11):
+    """Calibration token ids: each document BOS (1) then random ids."""
     rng = random.Random(seed)
-    ids = []
-    for d in range(documents):
-        if d:
-            ids.append(-1)
-        ids.append(1)
-        ids += [rng.randrange(3, vocab_size) for _ in range(length - 1)]
-    with open(path, "wb") as f:
-        f.write(struct.pack(f"<{len(ids)}i", *ids))
+    write_token_ids(path, [[1] + [rng.randrange(3, vocab_size)
+                                  for _ in range(length - 1)]
+                           for _ in range(documents)])
 
 
-@unittest.skipUnless(os.path.isfile(CATQ) and os.access(CATQ, os.X_OK),
+@unittest.skipUnless(have_catq(),
                      "CATQ_BINARY does not name the catq executable")
 class ClientAgainstServerTest(unittest.TestCase):
 
@@ -114,7 +58,7 @@ class ClientAgainstServerTest(unittest.TestCase):
         run_catq("synth", "--preset", "tiny", "--out", cls.model_dir)
         with open(os.path.join(cls.model_dir, "config.json")) as f:
             vocab_size = json.load(f)["vocab_size"]
-        write_token_ids(cls.path("calib.ids"), vocab_size)
+        write_random_token_ids(cls.path("calib.ids"), vocab_size)
         with open(cls.path("tokens"), "w") as f:
             f.write(f"{TOKEN_A} tenant-a\n{TOKEN_B} tenant-b\n")
         cls.server = Server(cls.path("data"), "--tokens", cls.path("tokens"))

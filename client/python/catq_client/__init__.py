@@ -14,6 +14,11 @@ this one.
 
 ``collect_statistics`` (catq_client.statistics) writes catq's calibration
 statistics from a PyTorch Llama; it imports PyTorch only when called.
+catq_client.torch_llama (``load_llama``), a Llama in the Hugging Face module
+layout for it to run where ``transformers`` is not installed, imports PyTorch
+when imported itself, so it is not imported here. ``read_token_ids`` and
+``write_token_ids`` (catq_client.token_ids) handle catq's token-id
+calibration files.
 """
 
 from catq.v1 import catq_pb2, catq_pb2_grpc
@@ -30,6 +35,11 @@ from catq_client.client import (
     sha256_of_file,
 )
 from catq_client.statistics import SITES, collect_statistics, site_key
+from catq_client.token_ids import (
+    calibration_sequences,
+    read_token_ids,
+    write_token_ids,
+)
 
 __all__ = [
     "MAX_RECEIVE_MESSAGE_BYTES",
@@ -39,11 +49,14 @@ __all__ = [
     "FetchStats",
     "Progress",
     "SITES",
+    "calibration_sequences",
     "catq_pb2",
     "catq_pb2_grpc",
     "check_relative_path",
     "collect_statistics",
     "default_upload_id",
+    "read_token_ids",
     "sha256_of_file",
     "site_key",
+    "write_token_ids",
 ]

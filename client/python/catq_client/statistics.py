@@ -36,11 +36,11 @@ standard library.
 
 from __future__ import annotations
 
-import json
-import os
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
+
+from catq_client.safetensors_file import write_safetensors
 
 #: The four activation sites of a layer, in catq's order.
 SITES = ("attn_in", "attn_out", "mlp_in", "mlp_out")
@@ -81,8 +81,8 @@ class _SiteAccumulator:
             return
         if not bool(torch.isfinite(x).all()):
             row, col = (~torch.isfinite(x)).nonzero()[0].tolist()
-            raise ValueError(f"{self.key}: token {self.tokens + row}, channel {col} "
-                             f"is {x[row, col].item()}")
+            raise ValueError(f"{self.key}: token {self.tokens + row}, "
+                             f"channel {col} is {x[row, col].item()}")
         if not self.blocks:
             self.dim = x.shape[1]
             k = self.block_size
@@ -93,7 +93,8 @@ class _SiteAccumulator:
                             dtype=torch.float64, device=x.device)
                 for b in range(0, self.dim, k)
             ]
-            self.absmax = torch.zeros(self.dim, dtype=torch.float64, device=x.device)
+            self.absmax = torch.zeros(self.dim, dtype=torch.float64,
+                                      device=x.device)
         elif x.shape[1] != self.dim:
             raise ValueError(f"{self.key}: input has {x.shape[1]} channels, "
                              f"earlier inputs had {self.dim}")
@@ -116,20 +117,25 @@ class _SiteAccumulator:
         k = self.block_size
         out = []
         if k == self.dim:
-            out.append((f"{self.key}.sx", "F64", [k, k], _f64_bytes(blocks[0])))
+            out.append((f"{self.key}.sx", "F64", [k, k],
+                        _f64_bytes(blocks[0])))
         else:
             full = [b for b in blocks if b.shape[0] == k]
             out.append((f"{self.key}.sx", "F64", [len(full), k, k],
                         b"".join(_f64_bytes(b) for b in full)))
             if len(full) < len(blocks):
                 r = blocks[-1].shape[0]
-                out.append((f"{self.key}.sx_tail", "F64", [r, r], _f64_bytes(blocks[-1])))
+                out.append((f"{self.key}.sx_tail", "F64", [r, r],
+                            _f64_bytes(blocks[-1])))
         norm_sq = float(sum(torch.diagonal(b).sum() for b in blocks))
-        out.append((f"{self.key}.tokens", "I64", [1], struct.pack("<q", self.tokens)))
+        out.append((f"{self.key}.tokens", "I64", [1],
+                    struct.pack("<q", self.tokens)))
         out.append((f"{self.key}.range_sq_sum", "F64", [2],
                     struct.pack("<2d", self.asymmetric, self.symmetric)))
-        out.append((f"{self.key}.norm_sq_sum", "F64", [1], struct.pack("<d", norm_sq)))
-        out.append((f"{self.key}.absmax", "F64", [self.dim], _f64_bytes(self.absmax.cpu())))
+        out.append((f"{self.key}.norm_sq_sum", "F64", [1],
+                    struct.pack("<d", norm_sq)))
+        out.append((f"{self.key}.absmax", "F64", [self.dim],
+                    _f64_bytes(self.absmax.cpu())))
         return out
 
 
@@ -143,34 +149,6 @@ def _f64_bytes(tensor) -> bytes:
     except (ImportError, RuntimeError):  # a torch built without NumPy
         values = tensor.flatten().tolist()
         return struct.pack(f"<{len(values)}d", *values)
-
-
-def write_safetensors(path: str, tensors: Sequence[tuple]) -> None:
-    """Writes ``(name, dtype, shape, data bytes)`` tensors, in that order, as a
-    safetensors file (compact JSON header padded with spaces to 8 bytes, as
-    catq writes it). Atomic: written to ``path + ".tmp"``, then renamed."""
-    header = {}
-    offset = 0
-    for name, dtype, shape, data in tensors:
-        header[name] = {"dtype": dtype, "shape": list(shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for _, _, _, data in tensors:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _decoder_layers(model):
@@ -189,12 +167,14 @@ def _submodule(layer, index: int, *names: str):
     for name in names:
         module = getattr(module, name, None)
         if module is None:
-            raise ValueError(f"model.layers.{index}.{'.'.join(names)}: no such module")
+            raise ValueError(f"model.layers.{index}.{'.'.join(names)}: "
+                             "no such module")
     return module
 
 
 def collect_statistics(model, batches: Iterable[Any], out_path: str,
-                       sites: Sequence[str] = SITES, fold_norm_gains: bool = True,
+                       sites: Sequence[str] = SITES,
+                       fold_norm_gains: bool = True,
                        block_size: Optional[int] = None) -> dict:
     """Runs ``model`` over ``batches`` and writes the site statistics to
     ``out_path`` (safetensors, core/cat/site_statistics.h).
@@ -233,10 +213,13 @@ def collect_statistics(model, batches: Iterable[Any], out_path: str,
 
     unknown = [s for s in sites if s not in _SITE_MODULES]
     if unknown or not sites:
-        raise ValueError(f"sites must be a non-empty subset of {SITES}, got {tuple(sites)}")
+        raise ValueError(f"sites must be a non-empty subset of {SITES}, "
+                         f"got {tuple(sites)}")
     if block_size is not None and (isinstance(block_size, bool) or
-                                   not isinstance(block_size, int) or block_size < 1):
-        raise ValueError(f"block_size must be None (full) or an int >= 1, got {block_size!r}")
+                                   not isinstance(block_size, int) or
+                                   block_size < 1):
+        raise ValueError("block_size must be None (full) or an int >= 1, "
+                         f"got {block_size!r}")
 
     state = {"mask": None}
     accumulators = {}
@@ -248,8 +231,10 @@ def collect_statistics(model, batches: Iterable[Any], out_path: str,
             mask = state["mask"]
             if mask is not None:
                 if tuple(mask.shape) != tuple(x.shape[:-1]):
-                    raise ValueError(f"{acc.key}: attention_mask shape {tuple(mask.shape)} "
-                                     f"does not match the input's {tuple(x.shape[:-1])}")
+                    raise ValueError(
+                        f"{acc.key}: attention_mask shape "
+                        f"{tuple(mask.shape)} does not match the input's "
+                        f"{tuple(x.shape[:-1])}")
                 x = x[mask.to(device=x.device, dtype=torch.bool)]
             x = x.reshape(-1, x.shape[-1]).to(torch.float64)
             if gain is not None:
@@ -270,17 +255,21 @@ def collect_statistics(model, batches: Iterable[Any], out_path: str,
                     gain = norm.weight.detach().to(torch.float64)
                     if bool((gain == 0).any()):
                         zero = int((gain == 0).nonzero()[0])
-                        raise ValueError(f"model.layers.{index}.{norm_name}.weight[{zero}] is 0: "
-                                         "the gain cannot be divided out (fold_norm_gains)")
+                        raise ValueError(
+                            f"model.layers.{index}.{norm_name}.weight"
+                            f"[{zero}] is 0: the gain cannot be divided out "
+                            "(fold_norm_gains)")
                 acc = _SiteAccumulator(site_key(index, site), block_size)
                 accumulators[acc.key] = acc
-                handles.append(linear.register_forward_pre_hook(make_hook(acc, gain)))
+                handles.append(linear.register_forward_pre_hook(
+                    make_hook(acc, gain)))
 
         with torch.no_grad():
             for batch in batches:
                 if isinstance(batch, Mapping):
                     mask = batch.get("attention_mask")
-                    state["mask"] = None if mask is None else torch.as_tensor(mask)
+                    state["mask"] = (None if mask is None
+                                     else torch.as_tensor(mask))
                     model(**batch)
                 else:
                     ids = torch.as_tensor(batch, dtype=torch.long)
