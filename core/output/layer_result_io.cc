@@ -74,6 +74,16 @@ void VisitSiteReportFields(Report& s, Visit visit) {
   visit("seconds", s.seconds);
 }
 
+// The stage timings ("stage_seconds"); results written before they existed
+// have none and read as zeros.
+template <typename Report, typename Visit>
+void VisitStageSeconds(Report& s, Visit visit) {
+  visit("solve", s.stages.solve);
+  visit("quantize", s.stages.quantize);
+  visit("pack", s.stages.pack);
+  visit("measure", s.stages.measure);
+}
+
 template <typename Report, typename Visit>
 void VisitSiteReportCounts(Report& s, Visit visit) {
   visit("layer", s.layer);
@@ -90,6 +100,8 @@ json SiteReportJson(const SiteReport& s) {
   json out = {{"key", s.key}, {"site", s.site}, {"transform", s.transform}};
   VisitSiteReportFields(s, [&](const char* key, double value) { out[key] = Number(value); });
   VisitSiteReportCounts(s, [&](const char* key, int64_t value) { out[key] = value; });
+  json& stages = out["stage_seconds"] = json::object();
+  VisitStageSeconds(s, [&](const char* key, double value) { stages[key] = Number(value); });
   out["sqnr_before"] = SqnrToJson(s.sqnr_before);
   out["sqnr_after"] = SqnrToJson(s.sqnr_after);
   return out;
@@ -103,6 +115,11 @@ SiteReport SiteReportFromJson(const json& in) {
   VisitSiteReportFields(s, [&](const char* key, double& value) { value = ReadNumber(in.at(key)); });
   VisitSiteReportCounts(
       s, [&](const char* key, int64_t& value) { value = in.at(key).get<int64_t>(); });
+  if (in.contains("stage_seconds")) {
+    const json& stages = in.at("stage_seconds");
+    VisitStageSeconds(s,
+                      [&](const char* key, double& value) { value = ReadNumber(stages.at(key)); });
+  }
   s.sqnr_before = SqnrFromJson(in.at("sqnr_before"));
   s.sqnr_after = SqnrFromJson(in.at("sqnr_after"));
   return s;

@@ -48,6 +48,11 @@ nlohmann::json SiteReportToJson(const SiteReport& site) {
       {"sqnr_before", SqnrJson(site.sqnr_before)},
       {"sqnr_after", SqnrJson(site.sqnr_after)},
       {"seconds", site.seconds},
+      {"stage_seconds",
+       {{"solve", site.stages.solve},
+        {"quantize", site.stages.quantize},
+        {"pack", site.stages.pack},
+        {"measure", site.stages.measure}}},
   };
 }
 

@@ -41,6 +41,15 @@ struct LinearReport {
   std::optional<LinearSqnrReport> sqnr_after;
 };
 
+// Where a site's time went. The stages are what an operator tunes: the
+// solve grows with k, quantize with GPTQ, measure with the sample tokens.
+struct StageSeconds {
+  double solve = 0.0;     // statistics to T (eigen-solves, Hadamard setup) and cond(T)
+  double quantize = 0.0;  // W T^-1 and the weight quantizer (RTN or GPTQ)
+  double pack = 0.0;      // int4 packing, scales, dequantized copy
+  double measure = 0.0;   // SQNR before and after on the samples
+};
+
 // One activation site: its transform and the site-level SQNR figures.
 struct SiteReport {
   std::string key;  // "model.layers.3.mlp_in"
@@ -61,6 +70,7 @@ struct SiteReport {
   std::optional<LinearSqnrReport> sqnr_before;  // the site's linears as one
   std::optional<LinearSqnrReport> sqnr_after;
   double seconds = 0.0;  // solve, transform, quantize and measure
+  StageSeconds stages;   // where those seconds went
 };
 
 // Where the calibration statistics came from.

@@ -108,10 +108,22 @@ struct QuantizedLinear {
   RowMatrixXf dequantized;  // what the stored tensors decode to
 };
 
+using Clock = std::chrono::steady_clock;
+
+// Seconds since `start`; restarts it, so consecutive calls time consecutive
+// stages.
+double Lap(Clock::time_point& start) {
+  const Clock::time_point now = Clock::now();
+  const double seconds = std::chrono::duration<double>(now - start).count();
+  start = now;
+  return seconds;
+}
+
 // RTN, or GPTQ with `hessian`; scales rounded to their storage dtype first.
 absl::StatusOr<QuantizedLinear> QuantizeLinear(const Recipe& recipe, const std::string& module,
-                                               const RowMatrixXf& w,
-                                               const Eigen::MatrixXd* hessian) {
+                                               const RowMatrixXf& w, const Eigen::MatrixXd* hessian,
+                                               StageSeconds& stages) {
+  Clock::time_point lap = Clock::now();
   const ScaleRounding rounding = StorageScaleRounding(recipe.scale_dtype);
   absl::StatusOr<QuantizedWeight> qw;
   if (recipe.weight_quantizer == WeightQuantizer::kRtn) {
@@ -124,9 +136,11 @@ absl::StatusOr<QuantizedLinear> QuantizeLinear(const Recipe& recipe, const std::
     qw = QuantizeGptq(w, *hessian, recipe.weights, gptq, rounding);
   }
   CATQ_RETURN_IF_ERROR(Prefix(module, qw.status()));
+  stages.quantize += Lap(lap);
   QuantizedLinear result;
   CATQ_ASSIGN_OR_RETURN(result.packed, PackQuantizedLinear(module, w, *qw, recipe.scale_dtype));
   result.dequantized = Dequantize(*qw);
+  stages.pack += Lap(lap);
   return result;
 }
 
@@ -206,7 +220,9 @@ SiteRecord RecordOf(const SiteWeights& weights, const SiteTransform& transform) 
 absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const SiteWeights& weights,
                                                   const SiteStatistics* stats,
                                                   const RowMatrixXf* samples) {
-  const auto start = std::chrono::steady_clock::now();
+  const Clock::time_point start = Clock::now();
+  Clock::time_point lap = start;
+  StageSeconds stages;
   if (weights.weights.empty()) return absl::InvalidArgumentError("no weights read the site");
   if (stats == nullptr && RecipeNeedsStatistics(recipe)) {
     return absl::InvalidArgumentError(
@@ -224,6 +240,7 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
   if (recipe.weight_quantizer == WeightQuantizer::kGptq) {
     CATQ_ASSIGN_OR_RETURN(hessian, TransformedHessian(transform, *stats));
   }
+  stages.solve = Lap(lap);
   SiteResult result;
   result.record = RecordOf(weights, transform);
   if (weights.fold_diagonal && transform.is_diagonal() && !transform.is_identity()) {
@@ -237,9 +254,11 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
   std::vector<RowMatrixXf> dequantized;
   for (size_t i = 0; i < weights.weights.size(); ++i) {
     CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, transform.TransformWeight(weights.weights[i]));
-    CATQ_ASSIGN_OR_RETURN(
-        QuantizedLinear quantized,
-        QuantizeLinear(recipe, weights.modules[i], w, hessian.has_value() ? &*hessian : nullptr));
+    stages.quantize += Lap(lap);
+    CATQ_ASSIGN_OR_RETURN(QuantizedLinear quantized,
+                          QuantizeLinear(recipe, weights.modules[i], w,
+                                         hessian.has_value() ? &*hessian : nullptr, stages));
+    lap = Clock::now();
     PackedLinear& packed = quantized.packed;
     dequantized.push_back(std::move(quantized.dequantized));
     LinearReport linear;
@@ -258,13 +277,16 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
   result.report.layer = weights.layer;
   result.report.site = std::string(SiteName(weights.site));
   result.report.dim = weights.dim();
-  FillTransformReport(recipe, solved, result.report);
+  lap = Clock::now();
+  FillTransformReport(recipe, solved, result.report);  // cond(T): part of the solve
+  stages.solve += Lap(lap);
   if (samples != nullptr && samples->rows() > 0) {
     CATQ_RETURN_IF_ERROR(
         MeasureSqnr(recipe, weights, transformed, dequantized, transform, *samples, result));
   }
-  result.report.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stages.measure = Lap(lap);
+  result.report.stages = stages;
+  result.report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }
 

@@ -38,6 +38,10 @@ void ExpectSameSite(const SiteResult& a, const SiteResult& b) {
   EXPECT_EQ(a.report.key, b.report.key);
   EXPECT_EQ(a.report.condition, b.report.condition);
   EXPECT_EQ(a.report.seconds, b.report.seconds);
+  EXPECT_EQ(a.report.stages.solve, b.report.stages.solve);
+  EXPECT_EQ(a.report.stages.quantize, b.report.stages.quantize);
+  EXPECT_EQ(a.report.stages.pack, b.report.stages.pack);
+  EXPECT_EQ(a.report.stages.measure, b.report.stages.measure);
   ExpectSameSqnr(a.report.sqnr_after, b.report.sqnr_after);
   ASSERT_EQ(a.packed.size(), b.packed.size());
   for (size_t i = 0; i < a.packed.size(); ++i) {

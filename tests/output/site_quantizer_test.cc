@@ -268,6 +268,24 @@ TEST_F(SiteQuantizerTest, PackedWeightsDecodeToTheTransformedWeights) {
   }
 }
 
+// The stage timings the server exports (catq_task_duration_seconds{kind=
+// solve|quantize|pack}) partition the site's time: each is counted once, so
+// together they never exceed it, and every stage that ran took some time.
+TEST_F(SiteQuantizerTest, StageSecondsPartitionTheSiteTime) {
+  const Recipe recipe = W4A4(Method::kCat, 16);
+  absl::StatusOr<SiteWeights> weights = ReadSiteWeights(*model_, 1, Site::kMlpIn, recipe);
+  ASSERT_OK(weights);
+  absl::StatusOr<SiteResult> result =
+      QuantizeSite(recipe, *weights, &Stats(Site::kMlpIn),
+                   &calibration_.samples.at(SiteQualifiedName(1, Site::kMlpIn)));
+  ASSERT_OK(result);
+  const StageSeconds& stages = result->report.stages;
+  for (double stage : {stages.solve, stages.quantize, stages.pack, stages.measure}) {
+    EXPECT_GT(stage, 0.0);
+  }
+  EXPECT_LE(stages.solve + stages.quantize + stages.pack + stages.measure, result->report.seconds);
+}
+
 TEST_F(SiteQuantizerTest, MissingOrMismatchedStatisticsAreNamed) {
   const Recipe cat = W4A4(Method::kCat, 16);
   absl::StatusOr<SiteWeights> weights = ReadSiteWeights(*model_, 1, Site::kMlpOut, cat);
