@@ -36,6 +36,7 @@ void AddWatchCommand(CLI::App& app, CommandAction& run);
 void AddFetchCommand(CLI::App& app, CommandAction& run);
 void AddJobsCommand(CLI::App& app, CommandAction& run);
 void AddCancelCommand(CLI::App& app, CommandAction& run);
+void AddHealthCommand(CLI::App& app, CommandAction& run);
 
 }  // namespace catq::cli
 

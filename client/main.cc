@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   catq::cli::AddFetchCommand(app, run);
   catq::cli::AddJobsCommand(app, run);
   catq::cli::AddCancelCommand(app, run);
+  catq::cli::AddHealthCommand(app, run);
   catq::cli::AddServeCommand(app, run);
   catq::cli::AddWorkerCommand(app, run);
 

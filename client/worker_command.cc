@@ -1,9 +1,11 @@
 // `catq worker --server HOST:PORT --cache-dir DIR [--token T] [--tls-ca F]
-// [--id NAME] [--max-tasks N] [--poll-seconds S]`: a remote worker
+// [--id NAME] [--max-tasks N] [--poll-seconds S] [--metrics-listen H:P]`:
+// a remote worker
 // (worker/remote_worker.h) that leases layer tasks from the server until
 // SIGINT or SIGTERM (it finishes the task in hand first) or --max-tasks.
 // Prints one line per task: "catq worker: leased job J layer L ...", then
-// "catq worker: done job J layer L in ...".
+// "catq worker: done job J layer L in ...". With --metrics-listen it serves
+// its metrics (worker/worker_metrics.h) at /metrics and says where first.
 #include <signal.h>
 
 #include <iostream>
@@ -15,6 +17,7 @@
 #include "client/connection_flags.h"
 #include "client/termination_signals.h"
 #include "core/util/status_macros.h"
+#include "server/metrics_endpoint.h"
 #include "worker/remote_worker.h"
 
 namespace catq::cli {
@@ -24,6 +27,7 @@ struct WorkerFlags {
   ConnectionFlags connection;
   worker::RemoteWorkerOptions options;
   double poll_seconds = 10;
+  std::string metrics_listen;
 };
 
 absl::Status RunWorker(WorkerFlags flags) {
@@ -40,6 +44,17 @@ absl::Status RunWorker(WorkerFlags flags) {
   flags.options.log = [](const std::string& line) {
     std::cout << "catq worker: " << line << std::endl;
   };
+  worker::WorkerMetrics metrics;
+  std::unique_ptr<server::MetricsEndpoint> endpoint;
+  if (!flags.metrics_listen.empty()) {
+    CATQ_ASSIGN_OR_RETURN(endpoint,
+                          server::MetricsEndpoint::Start(flags.metrics_listen, "--metrics-listen"));
+    endpoint->Register(metrics.registry());
+    flags.options.metrics = &metrics;
+    const std::string host = flags.metrics_listen.substr(0, flags.metrics_listen.rfind(':'));
+    std::cout << "catq worker: metrics on http://" << host << ":" << endpoint->port() << "/metrics"
+              << std::endl;
+  }
   CATQ_ASSIGN_OR_RETURN(
       std::unique_ptr<worker::RemoteWorker> worker,
       worker::RemoteWorker::Create(std::move(channel), flags.connection.token, flags.options));
@@ -77,6 +92,9 @@ void AddWorkerCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--poll-seconds", flags->poll_seconds, "How long one lease request waits")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 60.0));
+  sub->add_option("--metrics-listen", flags->metrics_listen,
+                  "HOST:PORT for this worker's Prometheus metrics at /metrics (port 0: any free "
+                  "port)");
   sub->callback([flags, &run] { run = [flags] { return RunWorker(*flags); }; });
 }
 

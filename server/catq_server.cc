@@ -91,6 +91,11 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
     return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot listen"));
   }
   CATQ_RETURN_IF_ERROR(server->runner_->Start());
+  // The health service answers for the server as a whole ("") and, so that
+  // a probe can name what it needs, for each catq service.
+  for (const char* service : {"catq.v1.Quantizer", "catq.v1.Worker"}) {
+    server->server_->GetHealthCheckService()->SetServingStatus(service, true);
+  }
   return server;
 }
 
@@ -114,17 +119,9 @@ absl::Status CatqServer::StartMetrics(const std::string& listen) {
   JobRunner* runner = runner_.get();
   metrics_->SetRunnerSource([runner] { return runner->Snapshot(); });
   if (listen.empty()) return absl::OkStatus();
-  // prometheus-cpp reports a port it cannot bind by throwing; the exception
-  // stops here.
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": ", e.what()));
-  }
-  exposer_->RegisterCollectable(metrics_->registry());
-  exposer_->RegisterCollectable(metrics_->state_collectable());
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  metrics_port_ = ports.empty() ? 0 : ports.front();
+  CATQ_ASSIGN_OR_RETURN(metrics_endpoint_, MetricsEndpoint::Start(listen, "--metrics-listen"));
+  metrics_endpoint_->Register(metrics_->registry());
+  metrics_endpoint_->Register(metrics_->state_collectable());
   return absl::OkStatus();
 }
 

@@ -18,13 +18,13 @@
 #define CATQ_SERVER_CATQ_SERVER_H_
 
 #include <grpcpp/server.h>
-#include <prometheus/exposer.h>
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/metrics_endpoint.h"
 #include "server/quantizer_service.h"
 #include "server/server_metrics.h"
 #include "server/worker_service.h"
@@ -61,7 +61,7 @@ class CatqServer {
 
   int port() const { return port_; }
   // The /metrics port (0 without options.metrics_listen).
-  int metrics_port() const { return metrics_port_; }
+  int metrics_port() const { return metrics_endpoint_ == nullptr ? 0 : metrics_endpoint_->port(); }
   // Shutdown: refuses new calls, ends running ones (watchers and fetches are
   // cancelled after a short grace period), stops the workers after their
   // current task. Unfinished jobs resume at the next Start.
@@ -83,10 +83,9 @@ class CatqServer {
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<QuantizerService> service_;
   std::unique_ptr<WorkerService> worker_service_;
-  std::unique_ptr<prometheus::Exposer> exposer_;  // scrapes read metrics_, runner_, store_
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;  // scrapes read metrics_, runner_, store_
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  int metrics_port_ = 0;
   bool shut_down_ = false;
 };
 

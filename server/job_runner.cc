@@ -504,6 +504,13 @@ absl::StatusOr<bool> JobRunner::FinishLayer(const std::string& job_id, int64_t t
                                                          summary.SerializeAsString()));
   if (!first) return false;
   if (options_.metrics != nullptr) {
+    StageSeconds stages;
+    for (const SiteResult& site : result.sites) {
+      stages.solve += site.report.stages.solve;
+      stages.quantize += site.report.stages.quantize;
+      stages.pack += site.report.stages.pack;
+    }
+    options_.metrics->RecordLayerStages(stages.solve, stages.quantize, stages.pack);
     for (const v1::SiteSummary& site : summary.sites()) {
       if (site.has_sqnr_before_db() && site.has_sqnr_after_db()) {
         options_.metrics->RecordSiteSqnr(job_id, result.layer, site.site(), site.sqnr_before_db(),
@@ -538,6 +545,10 @@ absl::Status JobRunner::Evaluate(const JobContext& context, const std::string& o
                                  absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (!evaluation.ok()) return Prefix("evaluation", evaluation.status());
+  if (options_.metrics != nullptr) {
+    options_.metrics->RecordJobPerplexity(context.record.id, evaluation->perplexity,
+                                          evaluation->fp_perplexity);
+  }
   return AddEvaluationToReport(env_, output_dir, *evaluation, text.name);
 }
 

@@ -1,33 +1,14 @@
 #include "server/server_metrics.h"
 
-#include <unistd.h>
-
-#include <cstdio>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/metrics_endpoint.h"
 
 namespace catq::server {
 namespace {
-
-// Latency buckets from 1 ms to about 17 min (RPCs, tasks and jobs alike).
-prometheus::Histogram::BucketBoundaries SecondsBuckets() {
-  prometheus::Histogram::BucketBoundaries buckets;
-  for (double b = 0.001; b < 1100; b *= 4) buckets.push_back(b);
-  return buckets;
-}
-
-// Resident set size of this process, from /proc/self/statm (0 elsewhere).
-double ResidentBytes() {
-  std::FILE* file = std::fopen("/proc/self/statm", "r");
-  if (file == nullptr) return 0;
-  long pages = 0, resident = 0;
-  const int read = std::fscanf(file, "%ld %ld", &pages, &resident);
-  std::fclose(file);
-  return read == 2 ? static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) : 0;
-}
 
 prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
   prometheus::MetricFamily family;
@@ -83,10 +64,6 @@ class ServerMetrics::StateCollectable : public prometheus::Collectable {
       AddGauge(busy, static_cast<double>(s.leases), {{"kind", "remote"}});
       families.push_back(std::move(busy));
     }
-    prometheus::MetricFamily memory =
-        GaugeFamily("catq_process_resident_memory_bytes", "Resident memory of the server");
-    AddGauge(memory, ResidentBytes());
-    families.push_back(std::move(memory));
     return families;
   }
 
@@ -105,7 +82,7 @@ class ServerMetrics::StateCollectable : public prometheus::Collectable {
   std::function<RunnerSnapshot()> runner_ ABSL_GUARDED_BY(mu_);
 };
 
-ServerMetrics::ServerMetrics(int max_sqnr_jobs)
+ServerMetrics::ServerMetrics(int max_recent_jobs)
     : registry_(std::make_shared<prometheus::Registry>()),
       state_(std::make_shared<StateCollectable>()),
       requests_(prometheus::BuildCounter()
@@ -152,11 +129,14 @@ ServerMetrics::ServerMetrics(int max_sqnr_jobs)
                      .Help("Measured SQNR per layer and site of recent jobs, before and after "
                            "the transform (dB)")
                      .Register(*registry_)),
-      max_sqnr_jobs_(max_sqnr_jobs) {}
+      perplexity_(prometheus::BuildGauge()
+                      .Name("catq_job_perplexity")
+                      .Help("Perplexity on the evaluation text of recent jobs, of the quantized "
+                            "output and of the FP model")
+                      .Register(*registry_)),
+      max_recent_jobs_(max_recent_jobs) {}
 
-std::shared_ptr<prometheus::Collectable> ServerMetrics::state_collectable() const {
-  return state_;
-}
+std::shared_ptr<prometheus::Collectable> ServerMetrics::state_collectable() const { return state_; }
 
 void ServerMetrics::RecordRequest(const std::string& method, grpc::StatusCode code,
                                   double seconds) {
@@ -164,7 +144,7 @@ void ServerMetrics::RecordRequest(const std::string& method, grpc::StatusCode co
       .Add({{"method", method},
             {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}})
       .Increment();
-  request_seconds_.Add({{"method", method}}, SecondsBuckets()).Observe(seconds);
+  request_seconds_.Add({{"method", method}}, DurationBuckets()).Observe(seconds);
 }
 
 void ServerMetrics::RecordUploadBytes(uint64_t bytes) {
@@ -181,34 +161,54 @@ void ServerMetrics::RecordCalibrationTokens(int64_t tokens) {
 
 void ServerMetrics::RecordTask(absl::string_view kind, bool ok, double seconds) {
   tasks_.Add({{"kind", std::string(kind)}, {"outcome", ok ? "ok" : "error"}}).Increment();
-  task_seconds_.Add({{"kind", std::string(kind)}}, SecondsBuckets()).Observe(seconds);
+  task_seconds_.Add({{"kind", std::string(kind)}}, DurationBuckets()).Observe(seconds);
 }
 
 void ServerMetrics::RecordJobEnd(absl::string_view state, absl::string_view method,
                                  double seconds) {
   jobs_ended_.Add({{"state", std::string(state)}, {"method", std::string(method)}}).Increment();
-  job_seconds_.Add({{"method", std::string(method)}}, SecondsBuckets()).Observe(seconds);
+  job_seconds_.Add({{"method", std::string(method)}}, DurationBuckets()).Observe(seconds);
+}
+
+void ServerMetrics::RecordLayerStages(double solve, double quantize, double pack) {
+  for (const auto& [kind, seconds] :
+       {std::pair{"solve", solve}, std::pair{"quantize", quantize}, std::pair{"pack", pack}}) {
+    task_seconds_.Add({{"kind", kind}}, DurationBuckets()).Observe(seconds);
+  }
 }
 
 void ServerMetrics::RecordSiteSqnr(const std::string& job_id, int64_t layer,
                                    const std::string& site, double before_db, double after_db) {
   absl::MutexLock lock(&mu_);
-  if (sqnr_gauges_.count(job_id) == 0) {
-    sqnr_jobs_.push_back(job_id);
-    while (static_cast<int>(sqnr_jobs_.size()) > max_sqnr_jobs_) {
-      for (prometheus::Gauge* gauge : sqnr_gauges_[sqnr_jobs_.front()]) site_sqnr_.Remove(gauge);
-      sqnr_gauges_.erase(sqnr_jobs_.front());
-      sqnr_jobs_.pop_front();
-    }
-  }
-  std::vector<prometheus::Gauge*>& gauges = sqnr_gauges_[job_id];
   for (const auto& [stage, value] :
        {std::pair{"before", before_db}, std::pair{"after", after_db}}) {
-    prometheus::Gauge& gauge = site_sqnr_.Add(
-        {{"job", job_id}, {"layer", absl::StrCat(layer)}, {"site", site}, {"stage", stage}});
-    gauge.Set(value);
-    gauges.push_back(&gauge);
+    SetJobGauge(
+        site_sqnr_, job_id,
+        {{"job_id", job_id}, {"layer", absl::StrCat(layer)}, {"site", site}, {"stage", stage}},
+        value);
   }
+}
+
+void ServerMetrics::RecordJobPerplexity(const std::string& job_id, double quantized, double fp) {
+  absl::MutexLock lock(&mu_);
+  SetJobGauge(perplexity_, job_id, {{"job_id", job_id}, {"variant", "quantized"}}, quantized);
+  SetJobGauge(perplexity_, job_id, {{"job_id", job_id}, {"variant", "fp"}}, fp);
+}
+
+void ServerMetrics::SetJobGauge(prometheus::Family<prometheus::Gauge>& family,
+                                const std::string& job_id, const prometheus::Labels& labels,
+                                double value) {
+  if (job_gauges_.count(job_id) == 0) {
+    recent_jobs_.push_back(job_id);
+    while (static_cast<int>(recent_jobs_.size()) > max_recent_jobs_) {
+      for (const auto& [owner, gauge] : job_gauges_[recent_jobs_.front()]) owner->Remove(gauge);
+      job_gauges_.erase(recent_jobs_.front());
+      recent_jobs_.pop_front();
+    }
+  }
+  prometheus::Gauge& gauge = family.Add(labels);
+  gauge.Set(value);
+  job_gauges_[job_id].emplace_back(&family, &gauge);
 }
 
 void ServerMetrics::SetJobStateSource(std::function<std::map<std::string, int64_t>()> source) {

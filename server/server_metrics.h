@@ -4,8 +4,10 @@
 // (`catq serve --metrics-listen HOST:PORT`, path /metrics). Names start with
 // `catq_`, carry their unit, and counters end in `_total`, following the
 // Prometheus naming conventions. Labels have bounded values: RPC method and
-// status code, job state and method, task kind and outcome; per-site SQNR
-// is kept only for the last `max_sqnr_jobs` jobs.
+// status code, job state and method, task kind and outcome; per-job series
+// (site SQNR, perplexity) are kept only for the last `max_recent_jobs` jobs.
+// Their job label is `job_id`: `job` is the label Prometheus gives every
+// series of a scrape target.
 //
 // Two kinds of figures:
 //   events      counters and histograms the code records as things happen
@@ -37,6 +39,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -54,7 +58,7 @@ struct RunnerSnapshot {
 
 class ServerMetrics {
  public:
-  explicit ServerMetrics(int max_sqnr_jobs = 8);
+  explicit ServerMetrics(int max_recent_jobs = 8);
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
 
@@ -67,20 +71,34 @@ class ServerMetrics {
   void RecordUploadBytes(uint64_t bytes);
   void RecordFetchBytes(uint64_t bytes);
   void RecordCalibrationTokens(int64_t tokens);
-  // A finished task or stage: kind is calibration, layer, assemble or eval.
+  // A finished task or stage: kind is plan, calibration, layer, assemble or
+  // eval.
   void RecordTask(absl::string_view kind, bool ok, double seconds);
+  // Where a finished layer task's time went, summed over its sites:
+  // catq_task_duration_seconds{kind=solve|quantize|pack} (not counted in
+  // catq_tasks_total: they are parts of the layer task).
+  void RecordLayerStages(double solve, double quantize, double pack);
   // A job reaching a terminal state (succeeded, failed, cancelled).
   void RecordJobEnd(absl::string_view state, absl::string_view method, double seconds);
   // Measured SQNR of one site of a finished layer task (dB), kept for the
-  // newest max_sqnr_jobs jobs.
+  // newest max_recent_jobs jobs: catq_site_sqnr_db{job_id,layer,site,stage}.
   void RecordSiteSqnr(const std::string& job_id, int64_t layer, const std::string& site,
                       double before_db, double after_db);
+  // A job's evaluation: catq_job_perplexity{job_id,variant=quantized|fp},
+  // kept like the SQNR series.
+  void RecordJobPerplexity(const std::string& job_id, double quantized, double fp);
 
   void SetJobStateSource(std::function<std::map<std::string, int64_t>()> source);
   void SetRunnerSource(std::function<RunnerSnapshot()> source);
 
  private:
   class StateCollectable;
+
+  // Sets the gauge of `labels` in `family` for `job_id`, first dropping every
+  // series of the oldest job when this one makes one job too many.
+  void SetJobGauge(prometheus::Family<prometheus::Gauge>& family, const std::string& job_id,
+                   const prometheus::Labels& labels, double value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<StateCollectable> state_;
@@ -94,12 +112,15 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& jobs_ended_;
   prometheus::Family<prometheus::Histogram>& job_seconds_;
   prometheus::Family<prometheus::Gauge>& site_sqnr_;
+  prometheus::Family<prometheus::Gauge>& perplexity_;
 
-  const int max_sqnr_jobs_;
+  const int max_recent_jobs_;
   absl::Mutex mu_;
-  // Jobs with SQNR series, oldest first, and their gauges.
-  std::deque<std::string> sqnr_jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::vector<prometheus::Gauge*>> sqnr_gauges_ ABSL_GUARDED_BY(mu_);
+  // Jobs with per-job series, oldest first, and their gauges.
+  std::deque<std::string> recent_jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string,
+           std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>>>
+      job_gauges_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace catq::server

@@ -184,45 +184,64 @@ absl::Status RemoteWorker::Run() {
   return absl::OkStatus();
 }
 
-// Runs one leased task. Only a failed call to the server is an error here;
-// what goes wrong with the task itself is reported to the server.
 absl::Status RemoteWorker::RunTask(const v1::TaskLease& lease) {
+  const absl::Time start = absl::Now();
+  if (options_.metrics != nullptr) options_.metrics->TaskStarted();
+  // A failed call to the server leaves the task to the lease's expiry: it
+  // goes back to the queue.
+  TaskOutcome outcome = TaskOutcome::kReturned;
+  const absl::Status status = RunLeasedTask(lease, outcome);
+  if (options_.metrics != nullptr) {
+    options_.metrics->TaskEnded(outcome, absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  return status;
+}
+
+// Runs one leased task and says how it ended in `outcome`. Only a failed call
+// to the server is an error here; what goes wrong with the task itself is
+// reported to the server.
+absl::Status RemoteWorker::RunLeasedTask(const v1::TaskLease& lease, TaskOutcome& outcome) {
   const std::string what = absl::StrCat("job ", lease.job_id(), " layer ", lease.layer());
   Log(absl::StrCat("leased ", what, " (lease ", lease.lease_id(), ")"));
   const absl::Time start = absl::Now();
   LeaseKeeper keeper(this, lease);
+  auto fail = [&](const absl::Status& error, bool retry) {
+    outcome = retry ? TaskOutcome::kReturned : TaskOutcome::kFailed;
+    return SendFailure(lease.lease_id(), error, retry);
+  };
   absl::StatusOr<std::shared_ptr<JobInputs>> inputs = Inputs(lease);
   if (!inputs.ok()) {
     // A recipe this worker cannot read is the task's own error; anything
     // else (a blob that did not arrive) is this worker's.
-    const bool retry = !absl::IsInvalidArgument(inputs.status());
-    return SendFailure(lease.lease_id(), inputs.status(), retry);
+    return fail(inputs.status(), /*retry=*/!absl::IsInvalidArgument(inputs.status()));
   }
   absl::StatusOr<LayerResult> result =
       keeper.lost() ? absl::StatusOr<LayerResult>(absl::AbortedError("lease lost"))
                     : QuantizeLayer(*(*inputs)->model, (*inputs)->recipe, lease.layer(),
                                     (*inputs)->calibration);
   if (keeper.lost()) {
+    outcome = TaskOutcome::kLost;
     Log(absl::StrCat("lease lost for ", what, " (expired or the job ended); result dropped"));
     return absl::OkStatus();
   }
   if (!result.ok()) {
-    return SendFailure(lease.lease_id(),
-                       Prefix(absl::StrCat("layer ", lease.layer()), result.status()), false);
+    return fail(Prefix(absl::StrCat("layer ", lease.layer()), result.status()), /*retry=*/false);
   }
   const std::string path = blobs_->NewTempPath();
   absl::Status written = WriteLayerResult(options_.env, path, *result);
   if (!written.ok()) {
     options_.env->RemoveFile(path).IgnoreError();
-    return SendFailure(lease.lease_id(), written, /*retry=*/true);
+    return fail(written, /*retry=*/true);
   }
   absl::StatusOr<bool> stored = SendResult(lease.lease_id(), path);
   options_.env->RemoveFile(path).IgnoreError();
   if (absl::IsNotFound(stored.status())) {
+    outcome = TaskOutcome::kLost;
     Log(absl::StrCat("lease lost for ", what, " before its result arrived; result dropped"));
     return absl::OkStatus();
   }
   CATQ_RETURN_IF_ERROR(stored.status());
+  outcome = TaskOutcome::kDone;
   Log(absl::StrCat("done ", what, " in ", absl::FormatDuration(absl::Now() - start),
                    *stored ? "" : " (another worker's result was stored first)"));
   return absl::OkStatus();
@@ -285,6 +304,7 @@ absl::StatusOr<std::string> RemoteWorker::FetchBlob(const std::string& lease_id,
       }
       CATQ_RETURN_IF_ERROR(file->Append(chunk.data()));
       received += chunk.data().size();
+      if (options_.metrics != nullptr) options_.metrics->RecordReadBytes(chunk.data().size());
     }
     CATQ_RETURN_IF_ERROR(Prefix("ReadBlob", FromGrpcStatus(reader->Finish())));
     CATQ_RETURN_IF_ERROR(file->Close());

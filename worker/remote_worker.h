@@ -37,6 +37,7 @@
 #include "core/io/env.h"
 #include "server/blob_store.h"
 #include "server/model_repository.h"
+#include "worker/worker_metrics.h"
 
 namespace catq::worker {
 
@@ -51,6 +52,9 @@ struct RemoteWorkerOptions {
   int max_tasks = 0;
   // Receives one line per event (leased, done, lease lost, retrying).
   std::function<void(const std::string&)> log;
+  // Counts tasks, their time and the bytes read, when set; outlives the
+  // worker.
+  WorkerMetrics* metrics = nullptr;
   Env* env = Env::Default();
 };
 
@@ -80,6 +84,7 @@ class RemoteWorker {
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   void Log(const std::string& line) const;
   absl::Status RunTask(const v1::TaskLease& lease);
+  absl::Status RunLeasedTask(const v1::TaskLease& lease, TaskOutcome& outcome);
   absl::StatusOr<std::shared_ptr<JobInputs>> Inputs(const v1::TaskLease& lease);
   absl::StatusOr<std::string> FetchBlob(const std::string& lease_id, const std::string& sha256);
   absl::StatusOr<bool> SendResult(const std::string& lease_id, const std::string& path);

@@ -3,6 +3,8 @@
 // produced, and per-site SQNR is kept for the newest jobs only.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "client/quantizer_client.h"
@@ -86,6 +88,15 @@ TEST(ServerMetricsTest, JobsTasksRequestsAndSqnrAreExported) {
   EXPECT_EQ(Sample(m, R"(catq_tasks_total{kind="layer",outcome="ok"})"), 2);  // tiny: 2 layers
   EXPECT_EQ(Sample(m, R"(catq_tasks_total{kind="assemble",outcome="ok"})"), 1);
   EXPECT_EQ(Sample(m, R"(catq_task_duration_seconds_count{kind="layer"})"), 2);
+  // Each layer task's solve, quantize and pack time, from its result.
+  for (const char* stage : {"solve", "quantize", "pack"}) {
+    const std::string labels = absl::StrCat(R"({kind=")", stage, R"("})");
+    EXPECT_EQ(Sample(m, absl::StrCat("catq_task_duration_seconds_count", labels)), 2) << stage;
+    EXPECT_GT(Sample(m, absl::StrCat("catq_task_duration_seconds_sum", labels)), 0) << stage;
+    EXPECT_EQ(Sample(m, absl::StrCat(R"(catq_tasks_total{kind=")", stage, R"(",outcome="ok"})")),
+              -1)
+        << stage << " is a part of a layer task, not a task";
+  }
   EXPECT_EQ(Sample(m, "catq_queue_depth"), 0);
   EXPECT_EQ(Sample(m, R"(catq_workers{kind="in_process"})"), 2);
   EXPECT_EQ(Sample(m, R"(catq_workers_busy{kind="in_process"})"), 0);
@@ -94,27 +105,39 @@ TEST(ServerMetricsTest, JobsTasksRequestsAndSqnrAreExported) {
   EXPECT_GT(Sample(m, "catq_process_resident_memory_bytes"), 1 << 20);
   EXPECT_EQ(Sample(m, "catq_calibration_tokens_total"), 59);  // 30 + 29 tokens
   EXPECT_EQ(Sample(m, R"(catq_tasks_total{kind="calibration",outcome="ok"})"), 1);
-  EXPECT_THAT(m, HasSubstr(absl::StrCat(R"(catq_site_sqnr_db{job=")", job->job_id(),
+  EXPECT_THAT(m, HasSubstr(absl::StrCat(R"(catq_site_sqnr_db{job_id=")", job->job_id(),
                                         R"(",layer="1",site="attn_in",stage="after"})")));
   EXPECT_THAT(m, HasSubstr("# TYPE catq_task_duration_seconds histogram"));
   (*server)->Shutdown();
 }
 
-TEST(ServerMetricsTest, SqnrIsKeptForTheNewestJobsOnly) {
-  ServerMetrics metrics(/*max_sqnr_jobs=*/2);
-  for (const char* job : {"j1", "j2", "j3"}) metrics.RecordSiteSqnr(job, 0, "mlp_in", 10, 20);
-  metrics.RecordSiteSqnr("j2", 1, "mlp_in", 11, 21);  // a known job adds series
+// The job_id label of every series of `family`, sorted.
+std::vector<std::string> JobIds(const ServerMetrics& metrics, const std::string& family_name) {
   std::vector<std::string> jobs;
   for (const prometheus::MetricFamily& family : metrics.registry()->Collect()) {
-    if (family.name != "catq_site_sqnr_db") continue;
+    if (family.name != family_name) continue;
     for (const prometheus::ClientMetric& metric : family.metric) {
       for (const auto& label : metric.label) {
-        if (label.name == "job") jobs.push_back(label.value);
+        if (label.name == "job_id") jobs.push_back(label.value);
       }
     }
   }
   std::sort(jobs.begin(), jobs.end());
-  EXPECT_EQ(jobs, (std::vector<std::string>{"j2", "j2", "j2", "j2", "j3", "j3"}));
+  return jobs;
+}
+
+TEST(ServerMetricsTest, PerJobSeriesAreKeptForTheNewestJobsOnly) {
+  ServerMetrics metrics(/*max_recent_jobs=*/2);
+  for (const char* job : {"j1", "j2", "j3"}) metrics.RecordSiteSqnr(job, 0, "mlp_in", 10, 20);
+  metrics.RecordSiteSqnr("j2", 1, "mlp_in", 11, 21);  // a known job adds series
+  EXPECT_EQ(JobIds(metrics, "catq_site_sqnr_db"),
+            (std::vector<std::string>{"j2", "j2", "j2", "j2", "j3", "j3"}));
+  // Perplexity shares the window: a fourth job drops all of j2's series.
+  metrics.RecordJobPerplexity("j3", 4.2, 3.5);
+  metrics.RecordJobPerplexity("j4", 4.4, 3.5);
+  EXPECT_EQ(JobIds(metrics, "catq_site_sqnr_db"), (std::vector<std::string>{"j3", "j3"}));
+  EXPECT_EQ(JobIds(metrics, "catq_job_perplexity"),
+            (std::vector<std::string>{"j3", "j3", "j4", "j4"}));
 }
 
 TEST(ServerMetricsTest, AMetricsPortInUseIsAnError) {

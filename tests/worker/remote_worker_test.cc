@@ -4,7 +4,9 @@
 
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
+#include <prometheus/metric_family.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -28,10 +30,11 @@ using ::testing::HasSubstr;
 class WorkerThread {
  public:
   WorkerThread(const std::string& address, const std::string& token, const std::string& cache,
-               const std::string& id) {
+               const std::string& id, WorkerMetrics* metrics = nullptr) {
     RemoteWorkerOptions options;
     options.cache_dir = cache;
     options.worker_id = id;
+    options.metrics = metrics;
     options.poll = absl::Milliseconds(200);
     auto worker = RemoteWorker::Create(
         grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), token, options);
@@ -50,6 +53,35 @@ class WorkerThread {
   absl::Status status_;
   std::thread thread_;
 };
+
+// The value of `name` in `metrics` (a counter or gauge; a histogram's sample
+// count) whose labels include `label` = `value` (any series when `label` is
+// empty); -1 when there is none.
+double WorkerMetric(const WorkerMetrics& metrics, const std::string& name,
+                    const std::string& label = "", const std::string& value = "") {
+  for (const prometheus::MetricFamily& family : metrics.registry()->Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      const bool match =
+          label.empty() || std::any_of(metric.label.begin(), metric.label.end(),
+                                       [&](const prometheus::ClientMetric::Label& l) {
+                                         return l.name == label && l.value == value;
+                                       });
+      if (!match) continue;
+      switch (family.type) {
+        case prometheus::MetricType::Counter:
+          return metric.counter.value;
+        case prometheus::MetricType::Gauge:
+          return metric.gauge.value;
+        case prometheus::MetricType::Histogram:
+          return static_cast<double>(metric.histogram.sample_count);
+        default:
+          return -1;
+      }
+    }
+  }
+  return -1;
+}
 
 class RemoteWorkerTest : public ::testing::Test {
  protected:
@@ -139,9 +171,10 @@ TEST_F(RemoteWorkerTest, TwoRemoteWorkersRunEveryLayerAndTheOutputEqualsInProces
   auto client = Client();
   const v1::Job submitted = Submit(*client);
   absl::StatusOr<v1::Job> job;
+  WorkerMetrics metrics[2];
   {
-    WorkerThread a(Address(), "tok-w", dir_.Join("cache-a"), "a");
-    WorkerThread b(Address(), "tok-w", dir_.Join("cache-b"), "b");
+    WorkerThread a(Address(), "tok-w", dir_.Join("cache-a"), "a", &metrics[0]);
+    WorkerThread b(Address(), "tok-w", dir_.Join("cache-b"), "b", &metrics[1]);
     job = client->Watch(submitted.job_id(), nullptr);
   }
   ASSERT_OK(job);
@@ -149,6 +182,22 @@ TEST_F(RemoteWorkerTest, TwoRemoteWorkersRunEveryLayerAndTheOutputEqualsInProces
   EXPECT_EQ(job->tasks_done(), 4);
   ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
   ExpectSameAsInProcess(dir_.Join("fetched"));
+
+  // Each worker's own metrics: together they did the 4 layers, each task
+  // timed; one that did any read its inputs from the server; none is busy.
+  double done = 0;
+  for (const WorkerMetrics& m : metrics) {
+    const double tasks = WorkerMetric(m, "catq_worker_tasks_total", "outcome", "done");
+    done += tasks;
+    EXPECT_EQ(WorkerMetric(m, "catq_worker_task_duration_seconds"), tasks);
+    EXPECT_EQ(WorkerMetric(m, "catq_worker_tasks_total", "outcome", "failed"), 0);
+    EXPECT_EQ(WorkerMetric(m, "catq_worker_tasks_total", "outcome", "lost"), 0);
+    EXPECT_EQ(WorkerMetric(m, "catq_worker_busy"), 0);
+    if (tasks > 0) {
+      EXPECT_GT(WorkerMetric(m, "catq_worker_read_bytes_total"), 0);
+    }
+  }
+  EXPECT_EQ(done, 4);
 }
 
 TEST_F(RemoteWorkerTest, AnExpiredLeaseGoesToAnotherWorkerAndTheOutputIsUnchanged) {
