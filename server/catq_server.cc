@@ -6,7 +6,9 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -104,15 +106,23 @@ absl::StatusOr<std::unique_ptr<CatqServer>> CatqServer::Start(const CatqServerOp
 absl::Status CatqServer::StartMetrics(const std::string& listen) {
   MetadataStore* store = store_.get();
   metrics_->SetJobStateSource([store] {
-    std::map<std::string, int64_t> counts;
+    // Every state of every method, so a state's series exists (at 0) before
+    // its first job; a method catq does not know counts as "other", which
+    // keeps the label's values bounded.
+    constexpr const char* kMethods[] = {"rtn", "smoothquant", "hadamard", "cat"};
+    JobCounts counts;
     for (JobState state :
          {JobState::kQueued, JobState::kCalibrating, JobState::kQuantizing, JobState::kAssembling,
           JobState::kEvaluating, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
-      counts[JobStateName(state)] = 0;
+      for (const char* method : kMethods) counts[{JobStateName(state), method}] = 0;
     }
-    absl::StatusOr<std::map<JobState, int64_t>> stored = store->CountJobsByState();
-    if (stored.ok()) {
-      for (const auto& [state, count] : *stored) counts[JobStateName(state)] = count;
+    auto stored = store->CountJobsByStateAndMethod();
+    if (!stored.ok()) return counts;
+    for (const auto& [key, count] : *stored) {
+      const auto& [state, method] = key;
+      const bool known =
+          std::find(std::begin(kMethods), std::end(kMethods), method) != std::end(kMethods);
+      counts[{JobStateName(state), known ? method : "other"}] += count;
     }
     return counts;
   });

@@ -342,10 +342,7 @@ void JobRunner::RecordJobEnd(const std::string& job_id, JobState state) {
   if (options_.metrics == nullptr) return;
   absl::StatusOr<JobRecord> job = GetJob(job_id);
   if (!job.ok()) return;
-  v1::SubmitJobRequest request;
-  request.ParseFromString(job->request);
-  const std::string method = request.recipe().method().empty() ? "rtn" : request.recipe().method();
-  options_.metrics->RecordJobEnd(JobStateName(state), method,
+  options_.metrics->RecordJobEnd(JobStateName(state), job->method,
                                  static_cast<double>(NowMs(env_) - job->create_time_ms) * 1e-3);
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "catq/v1/catq.pb.h"
 #include "core/util/status_macros.h"
 
 namespace catq::server {
@@ -44,11 +45,18 @@ const char* JobStateName(JobState state) {
   return "unknown";
 }
 
+std::string MethodOfJobRequest(const std::string& serialized_request) {
+  v1::SubmitJobRequest request;
+  if (!request.ParseFromString(serialized_request)) return "";
+  return request.recipe().method().empty() ? "rtn" : request.recipe().method();
+}
+
 namespace {
 
 // PRAGMA user_version of the schema below. Open refuses a database written
-// by a newer server rather than guess at columns it does not know.
-constexpr int kSchemaVersion = 1;
+// by a newer server rather than guess at columns it does not know, and
+// migrates an older one (MigrateSchema). Version 2 added jobs.method.
+constexpr int kSchemaVersion = 2;
 
 // The SQL below spells the terminal states as numbers.
 static_assert(static_cast<int>(JobState::kSucceeded) == 6 &&
@@ -117,7 +125,8 @@ constexpr const char* kSchema[] = {
       tasks_done INTEGER NOT NULL,
       create_time_ms INTEGER NOT NULL,
       update_time_ms INTEGER NOT NULL,
-      calibration_sha256 TEXT NOT NULL))sql",
+      calibration_sha256 TEXT NOT NULL,
+      method TEXT NOT NULL DEFAULT ''))sql",
     R"sql(CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency_key
       ON jobs (tenant, idempotency_key) WHERE idempotency_key <> '')sql",
     "CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, create_time_ms, id)",
@@ -396,8 +405,8 @@ CalibrationRecord CalibrationFromRow(const Statement& row) {
 
 constexpr absl::string_view kSelectJob =
     "SELECT id, tenant, model_id, calibration_id, eval_calibration_id, idempotency_key, request, "
-    "state, error, tasks_total, tasks_done, create_time_ms, update_time_ms, calibration_sha256 "
-    "FROM jobs ";
+    "state, error, tasks_total, tasks_done, create_time_ms, update_time_ms, calibration_sha256, "
+    "method FROM jobs ";
 
 JobRecord JobFromRow(const Statement& row) {
   JobRecord job;
@@ -415,6 +424,7 @@ JobRecord JobFromRow(const Statement& row) {
   job.create_time_ms = row.Int(11);
   job.update_time_ms = row.Int(12);
   job.calibration_sha256 = row.Text(13);
+  job.method = row.Text(14);
   return job;
 }
 
@@ -546,6 +556,30 @@ absl::Status SetPragmas(sqlite3* db) {
   return Exec(db, "PRAGMA foreign_keys=ON");
 }
 
+// Version 1 to 2: jobs.method, filled from each job's stored request (the
+// recipe's method; rtn when the request named none).
+absl::Status AddJobMethods(sqlite3* db) {
+  CATQ_RETURN_IF_ERROR(Exec(db, "ALTER TABLE jobs ADD COLUMN method TEXT NOT NULL DEFAULT ''"));
+  using Row = std::pair<std::string, std::string>;
+  CATQ_ASSIGN_OR_RETURN(std::vector<Row> jobs,
+                        Query(
+                            db, +[](const Statement& row) { return Row(row.Text(0), row.Blob(1)); },
+                            "SELECT id, request FROM jobs"));
+  for (const auto& [id, request] : jobs) {
+    CATQ_RETURN_IF_ERROR(
+        Execute(db, "UPDATE jobs SET method = ? WHERE id = ?", MethodOfJobRequest(request), id)
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+// Brings a database of an older schema `version` (1 or more) up to date,
+// inside CreateSchema's transaction.
+absl::Status MigrateSchema(sqlite3* db, int64_t version) {
+  if (version < 2) CATQ_RETURN_IF_ERROR(AddJobMethods(db));
+  return absl::OkStatus();
+}
+
 absl::Status CreateSchema(sqlite3* db) {
   CATQ_ASSIGN_OR_RETURN(std::optional<int64_t> version,
                         QueryFirst(db, &IntColumn, "PRAGMA user_version"));
@@ -554,6 +588,7 @@ absl::Status CreateSchema(sqlite3* db) {
         absl::StrCat("schema version ", *version, " is newer than this server's ", kSchemaVersion));
   }
   return InTransaction(db, [&]() -> absl::Status {
+    if (version.value_or(0) > 0) CATQ_RETURN_IF_ERROR(MigrateSchema(db, *version));
     for (const char* statement : kSchema) CATQ_RETURN_IF_ERROR(Exec(db, statement));
     // PRAGMA takes no bound parameters; the value is our own constant.
     return Exec(db, absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
@@ -581,7 +616,8 @@ class SqliteMetadataStore final : public MetadataStore {
   absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& tenant, int limit) override;
   absl::StatusOr<std::vector<JobRecord>> ListUnfinishedJobs() override;
   absl::StatusOr<int64_t> CountUnfinishedJobs(const std::string& tenant) override;
-  absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
+  absl::StatusOr<std::map<std::pair<JobState, std::string>, int64_t>> CountJobsByStateAndMethod()
+      override;
   absl::Status SetJobState(const std::string& id, JobState state, const std::string& error,
                            int64_t now_ms) override;
   absl::Status SetJobCalibration(const std::string& id, const std::string& sha256) override;
@@ -771,12 +807,12 @@ absl::StatusOr<std::pair<JobRecord, bool>> SqliteMetadataStore::InsertJob(const 
         Execute(db_,
                 "INSERT INTO jobs (id, tenant, model_id, calibration_id, eval_calibration_id, "
                 "idempotency_key, request, state, error, tasks_total, tasks_done, "
-                "create_time_ms, update_time_ms, calibration_sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "create_time_ms, update_time_ms, calibration_sha256, method) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 job.id, job.tenant, job.model_id, job.calibration_id, job.eval_calibration_id,
                 job.idempotency_key, Bytes{job.request}, static_cast<int64_t>(job.state), job.error,
                 job.tasks_total, job.tasks_done, job.create_time_ms, job.update_time_ms,
-                job.calibration_sha256)
+                job.calibration_sha256, job.method)
             .status());
     result = {job, false};
     return ReplaceFiles(db_, kJobFiles, job.result_files, job.id);
@@ -818,15 +854,23 @@ absl::StatusOr<int64_t> SqliteMetadataStore::CountUnfinishedJobs(const std::stri
   return count.value_or(0);
 }
 
-absl::StatusOr<std::map<JobState, int64_t>> SqliteMetadataStore::CountJobsByState() {
+absl::StatusOr<std::map<std::pair<JobState, std::string>, int64_t>>
+SqliteMetadataStore::CountJobsByStateAndMethod() {
   absl::MutexLock lock(&mu_);
-  using Row = std::pair<int64_t, int64_t>;
+  struct Row {
+    int64_t state;
+    std::string method;
+    int64_t count;
+  };
   CATQ_ASSIGN_OR_RETURN(std::vector<Row> rows,
                         Query(
-                            db_, +[](const Statement& row) { return Row(row.Int(0), row.Int(1)); },
-                            "SELECT state, COUNT(*) FROM jobs GROUP BY state"));
-  std::map<JobState, int64_t> counts;
-  for (const auto& [state, count] : rows) counts[static_cast<JobState>(state)] = count;
+                            db_,
+                            +[](const Statement& row) {
+                              return Row{row.Int(0), row.Text(1), row.Int(2)};
+                            },
+                            "SELECT state, method, COUNT(*) FROM jobs GROUP BY state, method"));
+  std::map<std::pair<JobState, std::string>, int64_t> counts;
+  for (const Row& row : rows) counts[{static_cast<JobState>(row.state), row.method}] = row.count;
   return counts;
 }
 

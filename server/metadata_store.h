@@ -91,6 +91,9 @@ enum class JobState {
 bool IsTerminal(JobState state);  // succeeded, failed, cancelled
 // JobStateName: "queued", "calibrating", ... "cancelled" (metric labels).
 const char* JobStateName(JobState state);
+// MethodOfJobRequest: the recipe method of a serialized catq.v1.SubmitJobRequest
+// ("rtn" when it names none, "" when it does not parse).
+std::string MethodOfJobRequest(const std::string& serialized_request);
 
 struct JobRecord {
   std::string id;
@@ -109,6 +112,9 @@ struct JobRecord {
   int64_t update_time_ms = 0;
   // Set when the calibration stage has stored its statistics (a blob).
   std::string calibration_sha256;
+  // The recipe's method (rtn, smoothquant, hadamard, cat), for counting jobs
+  // by recipe; MethodOfJobRequest(request).
+  std::string method;
   // SUCCEEDED: the output files, in the job's output directory.
   std::vector<StoredFile> result_files;
 };
@@ -170,8 +176,10 @@ class MetadataStore {
   virtual absl::StatusOr<std::vector<JobRecord>> ListUnfinishedJobs() = 0;
   // Jobs of `tenant` not in a terminal state.
   virtual absl::StatusOr<int64_t> CountUnfinishedJobs(const std::string& tenant) = 0;
-  // Jobs of every tenant in each state that has any (for metrics).
-  virtual absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() = 0;
+  // Jobs of every tenant by state and method, for each pair that has any
+  // (for metrics).
+  virtual absl::StatusOr<std::map<std::pair<JobState, std::string>, int64_t>>
+  CountJobsByStateAndMethod() = 0;
   // SetJobState: also sets error and update_time_ms. A job already terminal
   // keeps its state: FailedPrecondition ("job 'j': already cancelled").
   virtual absl::Status SetJobState(const std::string& id, JobState state, const std::string& error,

@@ -267,6 +267,7 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
   job.eval_calibration_id = request.eval_calibration_id();
   job.idempotency_key = request.idempotency_key();
   job.request = request.SerializeAsString();
+  job.method = MethodOfJobRequest(job.request);
   job.create_time_ms = job.update_time_ms = NowMs(env_);
   CATQ_ASSIGN_OR_RETURN(auto inserted, store_->InsertJob(job));
   auto& [stored, deduplicated] = inserted;

@@ -32,7 +32,7 @@ void AddGauge(prometheus::MetricFamily& family, double value,
 class ServerMetrics::StateCollectable : public prometheus::Collectable {
  public:
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::function<std::map<std::string, int64_t>()> jobs;
+    std::function<JobCounts()> jobs;
     std::function<RunnerSnapshot()> runner;
     {
       absl::MutexLock lock(&mu_);
@@ -41,9 +41,11 @@ class ServerMetrics::StateCollectable : public prometheus::Collectable {
     }
     std::vector<prometheus::MetricFamily> families;
     if (jobs) {
-      prometheus::MetricFamily family = GaugeFamily("catq_jobs", "Jobs in each state");
-      for (const auto& [state, count] : jobs()) {
-        AddGauge(family, static_cast<double>(count), {{"state", state}});
+      prometheus::MetricFamily family =
+          GaugeFamily("catq_jobs", "Jobs in each state, by recipe method");
+      for (const auto& [key, count] : jobs()) {
+        AddGauge(family, static_cast<double>(count),
+                 {{"method", key.second}, {"state", key.first}});
       }
       families.push_back(std::move(family));
     }
@@ -67,7 +69,7 @@ class ServerMetrics::StateCollectable : public prometheus::Collectable {
     return families;
   }
 
-  void SetJobs(std::function<std::map<std::string, int64_t>()> source) {
+  void SetJobs(std::function<JobCounts()> source) {
     absl::MutexLock lock(&mu_);
     jobs_ = std::move(source);
   }
@@ -78,7 +80,7 @@ class ServerMetrics::StateCollectable : public prometheus::Collectable {
 
  private:
   mutable absl::Mutex mu_;
-  std::function<std::map<std::string, int64_t>()> jobs_ ABSL_GUARDED_BY(mu_);
+  std::function<JobCounts()> jobs_ ABSL_GUARDED_BY(mu_);
   std::function<RunnerSnapshot()> runner_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -211,7 +213,7 @@ void ServerMetrics::SetJobGauge(prometheus::Family<prometheus::Gauge>& family,
   job_gauges_[job_id].emplace_back(&family, &gauge);
 }
 
-void ServerMetrics::SetJobStateSource(std::function<std::map<std::string, int64_t>()> source) {
+void ServerMetrics::SetJobStateSource(std::function<JobCounts()> source) {
   state_->SetJobs(std::move(source));
 }
 

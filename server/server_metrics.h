@@ -47,6 +47,9 @@
 
 namespace catq::server {
 
+// Jobs by (state, recipe method), read at scrape time: catq_jobs{state,method}.
+using JobCounts = std::map<std::pair<std::string, std::string>, int64_t>;
+
 // What the job runner reports at scrape time.
 struct RunnerSnapshot {
   int64_t queued_tasks = 0;        // layer tasks waiting for a worker
@@ -88,7 +91,7 @@ class ServerMetrics {
   // kept like the SQNR series.
   void RecordJobPerplexity(const std::string& job_id, double quantized, double fp);
 
-  void SetJobStateSource(std::function<std::map<std::string, int64_t>()> source);
+  void SetJobStateSource(std::function<JobCounts()> source);
   void SetRunnerSource(std::function<RunnerSnapshot()> source);
 
  private:

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "catq/v1/catq.pb.h"
 #include "core/io/env.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
@@ -403,17 +405,56 @@ TEST_F(MetadataStoreTest, ListUnfinishedJobsOldestFirstAcrossTenants) {
   EXPECT_EQ(*store_->CountUnfinishedJobs("b"), 1);
 }
 
-TEST_F(MetadataStoreTest, CountJobsByStateCountsEveryTenant) {
-  Insert(MakeJob("a", "j1", 100));
+TEST_F(MetadataStoreTest, CountJobsByStateAndMethodCountsEveryTenant) {
+  JobRecord cat = MakeJob("a", "j1", 100);
+  cat.method = "cat";
+  Insert(cat);
   Insert(MakeJob("b", "j2", 200));
-  Insert(MakeJob("a", "j3", 300));
+  JobRecord rtn = MakeJob("a", "j3", 300);
+  rtn.method = "rtn";
+  Insert(rtn);
   ASSERT_OK(store_->SetJobState("j2", JobState::kQuantizing, "", 210));
   ASSERT_OK(store_->SetJobResult("j3", {}, 310));
-  absl::StatusOr<std::map<JobState, int64_t>> counts = store_->CountJobsByState();
+  auto counts = store_->CountJobsByStateAndMethod();
   ASSERT_OK(counts);
-  EXPECT_EQ(*counts,
-            (std::map<JobState, int64_t>{
-                {JobState::kQueued, 1}, {JobState::kQuantizing, 1}, {JobState::kSucceeded, 1}}));
+  using Key = std::pair<JobState, std::string>;
+  EXPECT_EQ(*counts, (std::map<Key, int64_t>{{{JobState::kQueued, "cat"}, 1},
+                                             {{JobState::kQuantizing, ""}, 1},
+                                             {{JobState::kSucceeded, "rtn"}, 1}}));
+  absl::StatusOr<JobRecord> stored = store_->GetJob("a", "j1");
+  ASSERT_OK(stored);
+  EXPECT_EQ(stored->method, "cat");
+}
+
+// A database written by a schema-1 server (no jobs.method) opens, and every
+// job gets the method of the recipe it was submitted with.
+TEST_F(MetadataStoreTest, SchemaOneDatabaseGainsJobMethods) {
+  v1::SubmitJobRequest request;
+  request.mutable_recipe()->set_method("hadamard");
+  JobRecord hadamard = MakeJob("a", "j1", 100);
+  hadamard.request = request.SerializeAsString();
+  Insert(hadamard);
+  JobRecord defaults = MakeJob("a", "j2", 200);
+  defaults.request = v1::SubmitJobRequest().SerializeAsString();
+  Insert(defaults);
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE jobs DROP COLUMN method; PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  Reopen();
+  absl::StatusOr<JobRecord> j1 = store_->GetJob("a", "j1");
+  ASSERT_OK(j1);
+  EXPECT_EQ(j1->method, "hadamard");
+  absl::StatusOr<JobRecord> j2 = store_->GetJob("a", "j2");
+  ASSERT_OK(j2);
+  EXPECT_EQ(j2->method, "rtn");
+  Reopen();  // already migrated: opens as is
+  EXPECT_EQ(store_->GetJob("a", "j1")->method, "hadamard");
 }
 
 TEST_F(MetadataStoreTest, SetJobStateUpdatesUntilTerminal) {

@@ -81,8 +81,9 @@ TEST(ServerMetricsTest, JobsTasksRequestsAndSqnrAreExported) {
   EXPECT_EQ(Sample(m, R"(catq_grpc_requests_total{code="INVALID_ARGUMENT",method="SubmitJob"})"),
             1);
   EXPECT_EQ(Sample(m, R"(catq_grpc_request_duration_seconds_count{method="UploadModel"})"), 1);
-  EXPECT_EQ(Sample(m, R"(catq_jobs{state="succeeded"})"), 1);
-  EXPECT_EQ(Sample(m, R"(catq_jobs{state="quantizing"})"), 0);
+  EXPECT_EQ(Sample(m, R"(catq_jobs{method="cat",state="succeeded"})"), 1);
+  EXPECT_EQ(Sample(m, R"(catq_jobs{method="rtn",state="succeeded"})"), 0);
+  EXPECT_EQ(Sample(m, R"(catq_jobs{method="cat",state="quantizing"})"), 0);
   EXPECT_EQ(Sample(m, R"(catq_jobs_finished_total{method="cat",state="succeeded"})"), 1);
   EXPECT_EQ(Sample(m, R"(catq_job_duration_seconds_count{method="cat"})"), 1);
   EXPECT_EQ(Sample(m, R"(catq_tasks_total{kind="layer",outcome="ok"})"), 2);  // tiny: 2 layers
