@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Checks the deployment files against each other and against the code.
 
-The dashboard's queries name metrics the server exports (server_metrics.cc),
+The dashboard's queries name metrics the server and the workers export
+(server/server_metrics.cc, server/metrics_endpoint.cc, worker/worker_metrics.cc),
 every panel has a data source, Compose and the Kubernetes manifests parse and
-name images, ports and probes that exist, Prometheus scrapes the port the
-server serves metrics on, and the Dockerfile installs packages only through
-scripts/setup (scripts/packages.txt, the one list).
+name images, ports and probes that exist, Prometheus scrapes the ports the
+server and the workers serve metrics on, and the Dockerfile installs packages
+only through scripts/setup (scripts/packages.txt, the one list).
+test_prometheus.py runs the same dashboard against a real Prometheus.
 """
 
 import json
@@ -26,12 +28,35 @@ def read(*parts):
         return f.read()
 
 
+# The sources that register metric families: the server's, the resident
+# memory gauge of every /metrics endpoint, the remote worker's.
+METRIC_SOURCES = (("server", "server_metrics.cc"), ("server", "metrics_endpoint.cc"),
+                  ("worker", "worker_metrics.cc"))
+
+
 def exported_metrics():
-    """The metric family names the server registers (server_metrics.cc)."""
-    source = read("server", "server_metrics.cc")
-    names = set(re.findall(r'\.Name\("(catq_[a-z0-9_]+)"\)', source))
-    names |= set(re.findall(r'GaugeFamily\(\s*"(catq_[a-z0-9_]+)"', source))
+    """The metric family names the server and the workers register."""
+    names = set()
+    for parts in METRIC_SOURCES:
+        source = read(*parts)
+        names |= set(re.findall(r'\.Name\("(catq_[a-z0-9_]+)"\)', source))
+        names |= set(re.findall(r'GaugeFamily\(\s*"(catq_[a-z0-9_]+)"', source))
+        names |= set(re.findall(r'\.name\s*=\s*"(catq_[a-z0-9_]+)"', source))
     return names
+
+
+def metric_label_names():
+    """Label names the metric sources give their series ({"name", value})."""
+    names = set()
+    for parts in METRIC_SOURCES:
+        names |= set(re.findall(r'\{\s*"([a-z_]+)"\s*,', read(*parts)))
+    return names
+
+
+def compose_metrics_port(service):
+    """The port a Compose service's --metrics-listen names."""
+    command = service["command"]
+    return command[command.index("--metrics-listen") + 1].rsplit(":", 1)[1]
 
 
 def metric_names_in(expr):
@@ -53,8 +78,21 @@ class DashboardTest(unittest.TestCase):
 
     def test_the_server_exports_the_families_the_test_looks_for(self):
         for name in ("catq_grpc_requests_total", "catq_jobs", "catq_queue_depth",
-                     "catq_site_sqnr_db", "catq_task_duration_seconds"):
+                     "catq_site_sqnr_db", "catq_task_duration_seconds", "catq_job_perplexity",
+                     "catq_process_resident_memory_bytes"):
             self.assertIn(name, self.exported)
+
+    def test_the_worker_exports_its_families(self):
+        for name in ("catq_worker_tasks_total", "catq_worker_task_duration_seconds",
+                     "catq_worker_read_bytes_total", "catq_worker_busy"):
+            self.assertIn(name, self.exported)
+
+    def test_no_metric_label_clashes_with_prometheus_target_labels(self):
+        # Prometheus adds `job` and `instance` to every series it scrapes; a
+        # metric label of that name would be renamed exported_job.
+        labels = metric_label_names()
+        self.assertIn("job_id", labels)
+        self.assertFalse(labels & {"job", "instance"}, labels)
 
     def test_every_panel_has_a_datasource_and_queries_exported_metrics(self):
         panels = [p for p in self.dashboard["panels"] if p["type"] != "row"]
@@ -105,11 +143,31 @@ class ComposeAndPrometheusTest(unittest.TestCase):
             self.assertEqual(command[command.index("--server") + 1], "catq-server:50051")
         self.assertIn("0.0.0.0:50051", server)
 
-    def test_prometheus_scrapes_the_port_the_server_serves_metrics_on(self):
-        server = self.compose["services"]["catq-server"]["command"]
-        port = server[server.index("--metrics-listen") + 1].rsplit(":", 1)[1]
-        targets = self.prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
-        self.assertEqual(targets, [f"catq-server:{port}"])
+    def scrape_targets(self):
+        """The static targets of each scrape job."""
+        jobs = {}
+        for config in self.prometheus["scrape_configs"]:
+            self.assertNotIn(config["job_name"], jobs)
+            self.assertFalse(config.get("honor_labels", False), config["job_name"])
+            jobs[config["job_name"]] = sorted(
+                target for static in config["static_configs"] for target in static["targets"])
+        return jobs
+
+    def test_prometheus_scrapes_the_ports_the_server_and_workers_serve_metrics_on(self):
+        services = self.compose["services"]
+        workers = sorted(name for name, service in services.items()
+                         if service.get("command", [""])[0] == "worker")
+        self.assertEqual(workers, ["catq-worker-1", "catq-worker-2"])
+        self.assertEqual(self.scrape_targets(), {
+            "catq-server": [f"catq-server:{compose_metrics_port(services['catq-server'])}"],
+            "catq-worker": [f"{name}:{compose_metrics_port(services[name])}"
+                            for name in workers],
+        })
+        # The ports a container listens on, not loopback.
+        for name in ["catq-server"] + workers:
+            command = services[name]["command"]
+            self.assertTrue(command[command.index("--metrics-listen") + 1].startswith("0.0.0.0:"),
+                            name)
 
     def test_promtool_accepts_the_config(self):
         promtool = shutil.which("promtool")
