@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "catq/v1/catq.pb.h"
 #include "core/util/status_macros.h"
+#include "server/disk_reserve.h"
 
 namespace catq::server {
 
@@ -57,6 +58,10 @@ namespace {
 // by a newer server rather than guess at columns it does not know, and
 // migrates an older one (MigrateSchema). Version 2 added jobs.method.
 constexpr int kSchemaVersion = 2;
+
+// Room kept free for recording job ends on a full disk (DiskReserve): a
+// state update writes a few 4 KiB WAL pages.
+constexpr uint64_t kDiskReserveBytes = 512 << 10;
 
 // The SQL below spells the terminal states as numbers.
 static_assert(static_cast<int>(JobState::kSucceeded) == 6 &&
@@ -597,7 +602,10 @@ absl::Status CreateSchema(sqlite3* db) {
 
 class SqliteMetadataStore final : public MetadataStore {
  public:
-  explicit SqliteMetadataStore(sqlite3* db) : db_(db) {}
+  SqliteMetadataStore(sqlite3* db, const std::string& path)
+      : db_(db), reserve_(absl::StrCat(path, ".reserve"), kDiskReserveBytes) {
+    reserve_.Ensure();  // a disk already full opens without it
+  }
   ~SqliteMetadataStore() override { sqlite3_close_v2(db_); }
 
   absl::StatusOr<UploadRecord> BeginUpload(const UploadRecord& upload) override;
@@ -637,6 +645,7 @@ class SqliteMetadataStore final : public MetadataStore {
  private:
   absl::Mutex mu_;
   sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  DiskReserve reserve_;  // used under mu_
 };
 
 absl::StatusOr<UploadRecord> SqliteMetadataStore::BeginUpload(const UploadRecord& upload) {
@@ -881,12 +890,22 @@ absl::Status SqliteMetadataStore::SetJobState(const std::string& id, JobState st
         absl::StrCat("job '", id, "': no job state ", static_cast<int>(state)));
   }
   absl::MutexLock lock(&mu_);
-  return InTransaction(db_, [&]() -> absl::Status {
+  auto update = [&]() -> absl::Status {
     CATQ_RETURN_IF_ERROR(CheckJobWritable(db_, id));
     return Execute(db_, "UPDATE jobs SET state = ?, error = ?, update_time_ms = ? WHERE id = ?",
                    static_cast<int64_t>(state), error, now_ms, id)
         .status();
-  });
+  };
+  absl::Status status = InTransaction(db_, update);
+  // A job's end must be recorded even on a full disk (its watchers wait for
+  // it): the reserve gives that write its room. Other transitions fail, and
+  // the job's failure is then what gets recorded.
+  if (absl::IsResourceExhausted(status) && IsTerminal(state) && reserve_.Release()) {
+    status = InTransaction(db_, update);
+  } else if (status.ok()) {
+    reserve_.Ensure();  // back once there is room again
+  }
+  return status;
 }
 
 absl::Status SqliteMetadataStore::SetJobCalibration(const std::string& id,
@@ -1038,7 +1057,7 @@ absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::st
     sqlite3_close_v2(db);  // SQLite allocates a handle even when open fails.
     return Prefix(path, status);
   }
-  auto store = std::make_unique<SqliteMetadataStore>(db);  // Closes `db` from here on.
+  auto store = std::make_unique<SqliteMetadataStore>(db, path);  // Closes `db` from here on.
   absl::Status status = SetPragmas(db);
   if (status.ok()) status = CreateSchema(db);
   if (!status.ok()) return Prefix(path, status);
