@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "core/model/llama2c_import.h"
 #include "core/model/llama_model.h"
 #include "core/util/status_macros.h"
@@ -85,10 +86,22 @@ absl::StatusOr<std::vector<StoredFile>> ModelRepository::ImportLlama2c(
   std::error_code ignored;
   fs::remove_all(staging, ignored);
   if (!imported.ok()) {
-    // The importer names the checkpoint by its blob path; say which upload
-    // file that is.
-    return absl::Status(imported.code(),
-                        absl::StrCat(checkpoint->path, " (llama2c): ", imported.message()));
+    // The importer names the files by their blob paths and its output by the
+    // staging directory; say which upload file that is, and no server path.
+    // Longer names win where two start at the same place.
+    const std::string message =
+        absl::StrReplaceAll(imported.message(), {{checkpoint_path, checkpoint->path},
+                                                 {tokenizer_path, tokenizer->path},
+                                                 {staging + "/", ""},
+                                                 {staging, "the imported model"},
+                                                 {blobs_->root(), "blobs"}});
+    // What the importer refuses (a truncated or malformed checkpoint, a NaN
+    // in it) is the client's bad input; a full disk or an OS failure keeps
+    // its code.
+    const bool bad_input = absl::IsDataLoss(imported) || absl::IsInvalidArgument(imported) ||
+                           absl::IsOutOfRange(imported);
+    return absl::Status(bad_input ? absl::StatusCode::kInvalidArgument : imported.code(),
+                        absl::StrCat(checkpoint->path, " (llama2c): ", message));
   }
   std::sort(stored.begin(), stored.end(),
             [](const StoredFile& a, const StoredFile& b) { return a.path < b.path; });
@@ -112,12 +125,12 @@ absl::StatusOr<AcceptedModel> ModelRepository::Accept(const std::string& model_i
   if (!model.ok()) {
     Remove(model_id).IgnoreError();
     // Messages name files by their path in the model directory; keep the
-    // file and tensor, drop the server's directory.
-    std::string message(model.status().message());
-    for (size_t at; (at = message.find(dir + "/")) != std::string::npos;) {
-      message.erase(at, dir.size() + 1);
-    }
-    return absl::InvalidArgumentError(message);
+    // file and tensor, drop the server's directory ("<dir>/config.json" is
+    // "config.json", "missing from <dir>" is "missing from the upload").
+    // Longer names win where two start at the same place.
+    return absl::InvalidArgumentError(
+        absl::StrReplaceAll(model.status().message(),
+                            {{dir + "/", ""}, {dir, "the upload"}, {blobs_->root(), "blobs"}}));
   }
   accepted.num_layers = model->config().num_hidden_layers;
   accepted.hidden_size = model->config().hidden_size;

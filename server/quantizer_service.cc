@@ -1,6 +1,7 @@
 #include "server/quantizer_service.h"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <utility>
 
@@ -252,12 +253,22 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
   }
   CATQ_ASSIGN_OR_RETURN(int64_t unfinished, store_->CountUnfinishedJobs(tenant));
   if (unfinished >= limits_.max_unfinished_jobs_per_tenant) {
-    // A duplicate submit of an existing job is still answered below.
-    if (request.idempotency_key().empty()) {
-      return absl::ResourceExhaustedError(absl::StrCat("jobs: ", unfinished,
-                                                       " unfinished jobs, the limit per tenant is ",
-                                                       limits_.max_unfinished_jobs_per_tenant));
+    // Over the limit nothing is stored; a duplicate submit of an existing job
+    // is still answered with that job. The store has no lookup by key, so
+    // the tenant's jobs are searched (only here, when refusing anyway).
+    if (!request.idempotency_key().empty()) {
+      CATQ_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                            store_->ListJobs(tenant, std::numeric_limits<int>::max()));
+      for (const JobRecord& existing : jobs) {
+        if (existing.idempotency_key != request.idempotency_key()) continue;
+        *response->mutable_job() = runner_->JobToProto(existing);
+        response->set_deduplicated(true);
+        return absl::OkStatus();
+      }
     }
+    return absl::ResourceExhaustedError(absl::StrCat("jobs: ", unfinished,
+                                                     " unfinished jobs, the limit per tenant is ",
+                                                     limits_.max_unfinished_jobs_per_tenant));
   }
   JobRecord job;
   job.id = NewRandomId("j");
@@ -271,17 +282,7 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
   job.create_time_ms = job.update_time_ms = NowMs(env_);
   CATQ_ASSIGN_OR_RETURN(auto inserted, store_->InsertJob(job));
   auto& [stored, deduplicated] = inserted;
-  if (!deduplicated) {
-    if (unfinished >= limits_.max_unfinished_jobs_per_tenant) {
-      store_
-          ->SetJobState(stored.id, JobState::kFailed, "over the unfinished job limit", NowMs(env_))
-          .IgnoreError();
-      return absl::ResourceExhaustedError(absl::StrCat("jobs: ", unfinished,
-                                                       " unfinished jobs, the limit per tenant is ",
-                                                       limits_.max_unfinished_jobs_per_tenant));
-    }
-    runner_->Enqueue(stored);
-  }
+  if (!deduplicated) runner_->Enqueue(stored);
   *response->mutable_job() = runner_->JobToProto(stored);
   response->set_deduplicated(deduplicated);
   return absl::OkStatus();

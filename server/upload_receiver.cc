@@ -5,7 +5,9 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "core/util/status_macros.h"
 
@@ -138,32 +140,48 @@ absl::Status UploadSession::Append(const v1::UploadChunk& chunk) {
                                                    " bytes runs past its size ", file.size));
   }
   if (open_index_ != index) {
-    if (open_file_ != nullptr) CATQ_RETURN_IF_ERROR(open_file_->Close());
-    CATQ_ASSIGN_OR_RETURN(open_file_, receiver_->env_->NewAppendableFile(PartPath(dir_, index)));
+    if (open_file_ != nullptr) {
+      CATQ_RETURN_IF_ERROR(receiver_->ForClient(open_file_->Close(), record_, open_index_));
+      open_file_.reset();
+      open_index_ = SIZE_MAX;
+    }
+    absl::StatusOr<std::unique_ptr<WritableFile>> opened =
+        receiver_->env_->NewAppendableFile(PartPath(dir_, index));
+    CATQ_RETURN_IF_ERROR(receiver_->ForClient(opened.status(), record_, index));
+    open_file_ = std::move(*opened);
     open_index_ = index;
   }
-  CATQ_RETURN_IF_ERROR(open_file_->Append(chunk.data()));
+  CATQ_RETURN_IF_ERROR(receiver_->ForClient(open_file_->Append(chunk.data()), record_, index));
   received_[index] += chunk.data().size();
   if (received_[index] == file.size) return FinishFile(index);
   return absl::OkStatus();
 }
 
 absl::Status UploadSession::FinishFile(size_t index) {
-  CATQ_RETURN_IF_ERROR(open_file_->Sync());
-  CATQ_RETURN_IF_ERROR(open_file_->Close());
+  absl::Status closed = open_file_->Sync();
+  if (closed.ok()) {
+    closed = open_file_->Close();
+  } else {
+    open_file_->Close().IgnoreError();
+  }
   open_file_.reset();
   open_index_ = SIZE_MAX;
+  CATQ_RETURN_IF_ERROR(receiver_->ForClient(closed, record_, index));
   const StoredFile& file = record_.files[index];
   const std::string part = PartPath(dir_, index);
-  absl::Status stored = receiver_->blobs_->PutFile(part, file.sha256);
+  const absl::Status stored =
+      receiver_->ForClient(receiver_->blobs_->PutFile(part, file.sha256), record_, index);
   if (stored.code() == absl::StatusCode::kInvalidArgument) {
     // The bytes are wrong somewhere; keeping them would make every resume
-    // fail the same way, so the file starts over.
+    // fail the same way, so the file starts over. The store's message reads
+    // "<file>: content hashes to <actual>, expected <sha256>".
     receiver_->env_->RemoveFile(part).IgnoreError();
     received_[index] = 0;
+    absl::string_view digests = stored.message();
+    absl::ConsumePrefix(&digests, absl::StrCat(file.path, ": "));
     return absl::InvalidArgumentError(
         absl::StrCat("header.files[", index, "].sha256: the received bytes of '", file.path,
-                     "' do not hash to it (", stored.message(), "); the file must be sent again"));
+                     "' do not hash to it (", digests, "); the file must be sent again"));
   }
   return stored;
 }
@@ -172,7 +190,9 @@ absl::Status UploadSession::CheckComplete() {
   for (size_t i = 0; i < record_.files.size(); ++i) {
     if (record_.files[i].size == 0 && !receiver_->blobs_->Contains(record_.files[i].sha256)) {
       // An empty file has no chunk to complete it.
-      CATQ_ASSIGN_OR_RETURN(std::string empty, receiver_->blobs_->PutBytes(""));
+      absl::StatusOr<std::string> stored = receiver_->blobs_->PutBytes("");
+      CATQ_RETURN_IF_ERROR(receiver_->ForClient(stored.status(), record_, i));
+      const std::string& empty = *stored;
       if (empty != record_.files[i].sha256) {
         return absl::InvalidArgumentError(absl::StrCat("header.files[", i, "].sha256: '",
                                                        record_.files[i].path,
@@ -186,6 +206,30 @@ absl::Status UploadSession::CheckComplete() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status UploadReceiver::ForClient(const absl::Status& status, const UploadRecord& upload,
+                                       size_t index) const {
+  if (status.ok()) return status;
+  const std::string what = index < upload.files.size() ? upload.files[index].path
+                                                       : absl::StrCat("upload '", upload.id, "'");
+  if (absl::IsResourceExhausted(status)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what,
+                     ": no space left on the server's disk; resume from GetUpload once there "
+                     "is room"));
+  }
+  // Longer names win where two start at the same place ("<dir>/1.part" and
+  // "<dir>/10.part", "<dir>/0.part" and "<dir>").
+  const std::string dir = UploadDir(upload.tenant, upload.id);
+  std::vector<std::pair<std::string, std::string>> names;
+  for (size_t i = 0; i < upload.files.size(); ++i) {
+    names.emplace_back(PartPath(dir, i), upload.files[i].path);
+  }
+  names.emplace_back(dir, absl::StrCat("upload '", upload.id, "'"));
+  names.emplace_back(uploads_dir_, "uploads");
+  names.emplace_back(blobs_->root(), "blobs");
+  return absl::Status(status.code(), absl::StrReplaceAll(status.message(), names));
 }
 
 std::string UploadReceiver::UploadDir(const std::string& tenant, const std::string& id) const {
@@ -208,7 +252,7 @@ absl::StatusOr<std::unique_ptr<UploadSession>> UploadReceiver::Begin(
   // From here the session owns the mark and ends it when destroyed.
   const std::string dir = UploadDir(tenant, record.id);
   std::vector<uint64_t> received;
-  absl::Status ready = env_->CreateDirs(dir);
+  absl::Status ready = ForClient(env_->CreateDirs(dir), record, SIZE_MAX);
   if (ready.ok()) {
     absl::StatusOr<std::vector<uint64_t>> bytes = Received(record);
     if (bytes.ok()) received = std::move(*bytes);
@@ -234,14 +278,15 @@ absl::StatusOr<std::vector<uint64_t>> UploadReceiver::Received(const UploadRecor
       received.push_back(0);
       continue;
     }
-    CATQ_ASSIGN_OR_RETURN(uint64_t size, env_->GetFileSize(part));
-    if (size > file.size) {
+    absl::StatusOr<uint64_t> size = env_->GetFileSize(part);
+    CATQ_RETURN_IF_ERROR(ForClient(size.status(), upload, i));
+    if (*size > file.size) {
       // Only a crash between a write and its bookkeeping could leave this;
       // the file starts over.
-      CATQ_RETURN_IF_ERROR(env_->RemoveFile(part));
-      size = 0;
+      CATQ_RETURN_IF_ERROR(ForClient(env_->RemoveFile(part), upload, i));
+      *size = 0;
     }
-    received.push_back(size);
+    received.push_back(*size);
   }
   return received;
 }

@@ -15,7 +15,8 @@
 //
 // Errors name the field, file and offset: "chunk: file 'model.safetensors'
 // offset 0, expected 4194304 (resume from GetUpload)", "files[1].sha256:
-// received bytes hash to <...>".
+// received bytes hash to <...>"; never a path on the server (a full disk is
+// ResourceExhausted "model.safetensors: no space left on the server's disk").
 //
 // Thread-safety: UploadReceiver is thread-safe; one upload id has at most one
 // session at a time (a second is Aborted). An UploadSession is not.
@@ -102,6 +103,12 @@ class UploadReceiver {
  private:
   friend class UploadSession;
   std::string UploadDir(const std::string& tenant, const std::string& id) const;
+  // ForClient: `status` of a file operation on the server's disk for file
+  // `index` of `upload` (SIZE_MAX: the upload as a whole), told without the
+  // server's paths: a part file is named as uploaded, a full disk
+  // (ResourceExhausted) as "<file>: no space left on the server's disk".
+  absl::Status ForClient(const absl::Status& status, const UploadRecord& upload,
+                         size_t index) const;
   void EndSession(const std::string& key);
 
   Env* const env_;

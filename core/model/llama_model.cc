@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/tensor/dtype.h"
+#include "core/tensor/finite_check.h"
 #include "core/tensor/shape.h"
 #include "core/util/status_macros.h"
 
@@ -34,17 +35,6 @@ absl::Status CheckTensor(const SafetensorsDir& tensors, const ExpectedTensor& ex
     return absl::InvalidArgumentError(absl::StrCat(expected.name, ": dtype ",
                                                    DTypeName(info->dtype),
                                                    " is not a float type (F32, F16, BF16)"));
-  }
-  return absl::OkStatus();
-}
-
-// CheckFinite: DataLoss naming the tensor and flat index of the first NaN or
-// infinity.
-absl::Status CheckFinite(absl::string_view name, absl::Span<const float> values) {
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::DataLossError(absl::StrCat(name, ": element ", i, " is ", values[i]));
-    }
   }
   return absl::OkStatus();
 }

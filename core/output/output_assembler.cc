@@ -12,6 +12,7 @@
 #include "core/output/output_names.h"
 #include "core/output/output_plan.h"
 #include "core/output/quantization_config.h"
+#include "core/tensor/finite_check.h"
 #include "core/tensor/float_encoding.h"
 #include "core/tensor/safetensors_names.h"
 #include "core/tensor/sharded_writer.h"
@@ -79,7 +80,10 @@ class PlanWriter {
   absl::Status WriteItem(const OutputItem& item, ShardedSafetensorsWriter& writer) {
     switch (item.source) {
       case OutputSource::kCopy: {
+        // Copied as is, so checked here as the quantized linears are when
+        // read: a NaN or infinity fails the job rather than reach the output.
         CATQ_ASSIGN_OR_RETURN(TensorView view, model_.Get(item.name));
+        CATQ_RETURN_IF_ERROR(CheckFiniteTensor(view));
         return writer.Append(view.bytes());
       }
       case OutputSource::kUnitGain: {

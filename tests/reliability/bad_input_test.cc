@@ -15,9 +15,6 @@
 // ctest runs every case in its own process; the final test runs whatever
 // cases its process has not run yet, so it sees the same server history in
 // both ways of running.
-//
-// Cases marked "BUG:" expect what the server should do and fail until the
-// server is fixed.
 #include <grpcpp/create_channel.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest-spi.h>
@@ -983,11 +980,9 @@ std::vector<BadInputCase> MakeCases() {
         EXPECT_EQ((*client)->Submit(request).status().code(), absl::StatusCode::kResourceExhausted);
         request.set_idempotency_key("nightly-1");
         const absl::Status refused = (*client)->Submit(request).status();
-        // BUG: with an idempotency key, the refused submit still inserts the
-        // job and marks it FAILED ("over the unfinished job limit"), so a
-        // job from a refused submit is visible in ListJobs, and a retry with
-        // the same key later returns that FAILED job (deduplicated) instead
-        // of running one (server/quantizer_service.cc, Submit).
+        // With an idempotency key naming no job, the refused submit stores
+        // nothing either: no job of it shows in ListJobs, and a retry with
+        // the same key later runs a job rather than returning a FAILED one.
         auto jobs = (*client)->ListJobs();
         EXPECT_OK(jobs);
         if (jobs.ok()) {
@@ -1136,9 +1131,8 @@ std::vector<BadInputCase> MakeCases() {
       StatusCode::INVALID_ARGUMENT,
       absl::StrCat("chunk.data: ", client::kMaxUploadChunkBytes + 1, " bytes, at most ",
                    client::kMaxUploadChunkBytes));
-  // BUG: the message quotes BlobStore::PutFile's, which names the part file
-  // by its path in the server's data dir (<data>/uploads/<tenant key>/<id>/
-  // 0.part) (server/upload_receiver.cc, UploadSession::FinishFile).
+  // The message names the file as uploaded and the two digests, never the
+  // part file in the server's data dir.
   add(
       "UploadWrongSha256",
       [](Shared& s) {
@@ -1147,7 +1141,8 @@ std::vector<BadInputCase> MakeCases() {
         return SendOneFileModel(s, header, {ModelChunk(0, 0, s.config)});
       },
       StatusCode::INVALID_ARGUMENT,
-      "header.files[0].sha256: the received bytes of 'config.json' do not hash to it");
+      "header.files[0].sha256: the received bytes of 'config.json' do not hash to it",
+      "(content hashes to ");
   add(
       "UploadEndsBeforeTheLastByte",
       [](Shared& s) {
@@ -1185,11 +1180,9 @@ std::vector<BadInputCase> MakeCases() {
       },
       StatusCode::INVALID_ARGUMENT,
       "files: a llama2c upload is a checkpoint and a tokenizer, got 1");
-  // BUG: a truncated llama2.c checkpoint comes back DATA_LOSS and names the
-  // server's blob path (<data>/blobs/xx/<sha256>): it is the client's bad
-  // input, INVALID_ARGUMENT as for an HF upload, and the message should name
-  // only the uploaded file (server/model_repository.cc, ImportLlama2c keeps
-  // the importer's code and message).
+  // A truncated llama2.c checkpoint is the client's bad input,
+  // INVALID_ARGUMENT as for an HF upload, naming the uploaded file, not its
+  // blob in the server's data dir.
   add(
       "Llama2cTruncatedCheckpoint",
       [](Shared& s) {
@@ -1277,8 +1270,7 @@ std::vector<BadInputCase> MakeCases() {
       },
       StatusCode::INVALID_ARGUMENT,
       absl::StrCat(kQProj, ": expected shape [64, 64], got [32, 128]"));
-  // BUG: "missing from <dir>" names the server's model directory
-  // (<data>/models/<id>): ModelRepository::Accept strips only "<dir>/".
+  // "missing from the upload", not from the server's model directory.
   add(
       "MissingTensor",
       [](Shared& s) {
@@ -1294,9 +1286,8 @@ std::vector<BadInputCase> MakeCases() {
                   p.header = renamed;
                 })));
       },
-      StatusCode::INVALID_ARGUMENT, "model.norm.weight: missing from");
-  // BUG: "<data>/models/<id>: no model.safetensors.index.json or
-  // model.safetensors" names the server's directory (as MissingTensor).
+      StatusCode::INVALID_ARGUMENT, "model.norm.weight: missing from the upload");
+  // As MissingTensor, the message does not name the server's directory.
   add(
       "NoSafetensorsFile",
       [](Shared& s) {
@@ -1313,7 +1304,7 @@ std::vector<BadInputCase> MakeCases() {
       },
       StatusCode::INVALID_ARGUMENT,
       "model.embed_tokens.weight: expected shape [512, 96], got [512, 64]");
-  // BUG: as MissingTensor, the message names the server's model directory.
+  // As MissingTensor, the message does not name the server's directory.
   add(
       "ConfigHasMoreLayersThanTensors",
       [](Shared& s) {
@@ -1321,7 +1312,8 @@ std::vector<BadInputCase> MakeCases() {
                                   c["num_hidden_layers"] = 3;
                                 }));
       },
-      StatusCode::INVALID_ARGUMENT, "model.layers.2.input_layernorm.weight: missing from");
+      StatusCode::INVALID_ARGUMENT,
+      "model.layers.2.input_layernorm.weight: missing from the upload");
   add(
       "ConfigModelTypeMistral",
       [](Shared& s) {
@@ -1385,10 +1377,8 @@ std::vector<BadInputCase> MakeCases() {
         return RunJob(s, request);
       },
       StatusCode::DATA_LOSS, "model.layers.1.mlp.down_proj.weight: element 7 is -inf");
-  // BUG: tensors the output copies unquantized (the embedding, lm_head:
-  // OutputSource::kCopy in core/output/output_assembler.cc) are never
-  // checked for NaN or Inf, so the job SUCCEEDS and its output carries the
-  // NaN.
+  // Tensors the output copies unquantized (the embedding, lm_head, norms)
+  // are checked for NaN and Inf as the quantized linears are.
   add(
       "NanEmbeddingFailsTheJob",
       [](Shared& s) {
@@ -1403,7 +1393,7 @@ std::vector<BadInputCase> MakeCases() {
         request.set_model_id(model_id);
         return RunJob(s, request);
       },
-      StatusCode::DATA_LOSS, "model.embed_tokens.weight");
+      StatusCode::DATA_LOSS, "model.embed_tokens.weight: element 3 is nan");
 
   // --- Calibration uploads. ----------------------------------------------------
   add(
