@@ -2,11 +2,14 @@
 // statistics, `catq quantize --calib-stats`): the input is written to a file
 // in a tmpfs and read with ReadSiteStatistics, the same call the server and
 // the workers make. An accepted file gives sites with a dimension, tokens,
-// a block size dividing into the dimension's blocks, and symmetric second
-// moments.
+// a block size within the dimension, and a first Sx block that is finite with
+// a non-negative diagonal and obeys Cauchy-Schwarz, as the reader promises
+// to check. (The accessors symmetrize, so symmetry itself is not observable
+// here; tests/cat covers the reader's refusal of a non-symmetric file.)
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -48,10 +51,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Violation(kName, absl::StrCat("accepted site '", key, "' dim ", stats.dim(), " tokens ",
                                     stats.tokens(), " block ", stats.block_size()));
     }
-    auto block = stats.SecondMomentBlock(0);
+    auto block = stats.SumBlock(0);
     if (!block.ok()) Violation(kName, "an accepted site has no block 0");
-    if (!block->isApprox(block->transpose()) && !block->isZero()) {
-      Violation(kName, absl::StrCat("site '", key, "': block 0 is not symmetric"));
+    const Eigen::MatrixXd& sx = *block;
+    if (!sx.allFinite() || sx.diagonal().minCoeff() < 0) {
+      Violation(kName, absl::StrCat("site '", key,
+                                    "': block 0 is not finite or has a negative "
+                                    "diagonal entry"));
+    }
+    for (Eigen::Index i = 0; i < sx.rows(); ++i) {
+      for (Eigen::Index j = 0; j < sx.cols(); ++j) {
+        if (std::abs(sx(i, j)) > (1 + 1e-5) * std::sqrt(sx(i, i) * sx(j, j))) {
+          Violation(kName,
+                    absl::StrCat("site '", key, "': Sx[", i, ", ", j, "] breaks Cauchy-Schwarz"));
+        }
+      }
     }
   }
   return 0;
