@@ -621,6 +621,8 @@ class SqliteMetadataStore final : public MetadataStore {
                                                    const std::string& id) override;
   absl::StatusOr<std::pair<JobRecord, bool>> InsertJob(const JobRecord& job) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& tenant, const std::string& id) override;
+  absl::StatusOr<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
+                                                                   const std::string& key) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& tenant, int limit) override;
   absl::StatusOr<std::vector<JobRecord>> ListUnfinishedJobs() override;
   absl::StatusOr<int64_t> CountUnfinishedJobs(const std::string& tenant) override;
@@ -836,6 +838,13 @@ absl::StatusOr<JobRecord> SqliteMetadataStore::GetJob(const std::string& tenant,
                         FindJob(db_, "WHERE id = ? AND tenant = ?", id, tenant));
   if (!job.has_value()) return NotFound("job", id);
   return *std::move(job);
+}
+
+absl::StatusOr<std::optional<JobRecord>> SqliteMetadataStore::FindJobByIdempotencyKey(
+    const std::string& tenant, const std::string& key) {
+  if (key.empty()) return absl::InvalidArgumentError("idempotency key must not be empty");
+  absl::MutexLock lock(&mu_);
+  return FindJob(db_, "WHERE tenant = ? AND idempotency_key = ?", tenant, key);
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteMetadataStore::ListJobs(const std::string& tenant,

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -169,6 +170,10 @@ class MetadataStore {
   // stores nothing and returns that job with `true`.
   virtual absl::StatusOr<std::pair<JobRecord, bool>> InsertJob(const JobRecord& job) = 0;
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& tenant, const std::string& id) = 0;
+  // The tenant's job with this non-empty idempotency key, if any (the unique
+  // index InsertJob deduplicates with).
+  virtual absl::StatusOr<std::optional<JobRecord>> FindJobByIdempotencyKey(
+      const std::string& tenant, const std::string& key) = 0;
   // ListJobs: newest first (create_time_ms, then id), at most `limit`.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& tenant, int limit) = 0;
   // Jobs of every tenant not in a terminal state, oldest first (the

@@ -1,21 +1,17 @@
 #include "server/quantizer_service.h"
 
 #include <algorithm>
-#include <limits>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/cat/recipe.h"
-#include "core/model/llama2c_import.h"
 #include "core/model/token_id_documents.h"
-#include "core/output/gptq_export.h"
-#include "core/output/site_quantizer.h"
 #include "core/util/status_macros.h"
 #include "proto/grpc_status.h"
-#include "proto/recipe_conversion.h"
 #include "proto/wire_limits.h"
 #include "server/random_id.h"
+#include "server/submit_job_validation.h"
 
 namespace catq::server {
 namespace {
@@ -212,56 +208,16 @@ grpc::Status QuantizerService::GetUpload(grpc::ServerContext* context,
 absl::Status QuantizerService::Submit(const std::string& tenant,
                                       const v1::SubmitJobRequest& request,
                                       v1::SubmitJobResponse* response) {
-  if (request.model_id().empty()) return absl::InvalidArgumentError("model_id: required");
-  CATQ_ASSIGN_OR_RETURN(Recipe recipe, RecipeFromProto(request.recipe()));
-  if (request.export_gptq()) {
-    // What the recipe decides; a site that cannot fold on this model fails
-    // the job at assembly, naming the site.
-    CATQ_RETURN_IF_ERROR(Prefix("export_gptq", CheckRecipeGptqExportable(recipe)));
-  }
-  CATQ_ASSIGN_OR_RETURN(ModelRecord model, store_->GetModel(tenant, request.model_id()));
-  if (!request.calibration_id().empty()) {
-    CATQ_RETURN_IF_ERROR(store_->GetCalibration(tenant, request.calibration_id()).status());
-  } else if (RecipeNeedsStatistics(recipe)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "calibration_id: recipe.method '", MethodName(recipe.method), "' with weight quantizer '",
-        WeightQuantizerName(recipe.weight_quantizer), "' needs calibration"));
-  }
-  if (!request.eval_calibration_id().empty()) {
-    CATQ_ASSIGN_OR_RETURN(CalibrationRecord eval,
-                          store_->GetCalibration(tenant, request.eval_calibration_id()));
-    if (eval.kind != v1::CALIBRATION_KIND_TEXT) {
-      return absl::InvalidArgumentError("eval_calibration_id: must name a text calibration");
-    }
-    // The text is tokenized with the model's llama2.c tokenizer.
-    const bool has_tokenizer =
-        std::any_of(model.files.begin(), model.files.end(),
-                    [](const StoredFile& f) { return f.path == kLlama2cTokenizerFileName; });
-    if (!has_tokenizer) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "eval_calibration_id: model '", model.id, "' has no ", kLlama2cTokenizerFileName,
-          " (llama2.c tokenizer) to tokenize the evaluation text with"));
-    }
-  }
-  const v1::CalibrationOptions& options = request.calibration_options();
-  if (options.max_documents() < 0 || options.max_tokens() < 0 ||
-      (options.has_sample_tokens() && options.sample_tokens() < 0)) {
-    return absl::InvalidArgumentError("calibration_options: counts must be >= 0");
-  }
-  if (request.idempotency_key().size() > 256) {
-    return absl::InvalidArgumentError("idempotency_key: at most 256 bytes");
-  }
+  CATQ_ASSIGN_OR_RETURN(ValidatedSubmit submit, ValidateSubmitJobRequest(*store_, tenant, request));
   CATQ_ASSIGN_OR_RETURN(int64_t unfinished, store_->CountUnfinishedJobs(tenant));
   if (unfinished >= limits_.max_unfinished_jobs_per_tenant) {
     // Over the limit nothing is stored; a duplicate submit of an existing job
-    // is still answered with that job. The store has no lookup by key, so
-    // the tenant's jobs are searched (only here, when refusing anyway).
+    // is still answered with that job.
     if (!request.idempotency_key().empty()) {
-      CATQ_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
-                            store_->ListJobs(tenant, std::numeric_limits<int>::max()));
-      for (const JobRecord& existing : jobs) {
-        if (existing.idempotency_key != request.idempotency_key()) continue;
-        *response->mutable_job() = runner_->JobToProto(existing);
+      CATQ_ASSIGN_OR_RETURN(std::optional<JobRecord> existing,
+                            store_->FindJobByIdempotencyKey(tenant, request.idempotency_key()));
+      if (existing.has_value()) {
+        *response->mutable_job() = runner_->JobToProto(*existing);
         response->set_deduplicated(true);
         return absl::OkStatus();
       }
@@ -273,7 +229,7 @@ absl::Status QuantizerService::Submit(const std::string& tenant,
   JobRecord job;
   job.id = NewRandomId("j");
   job.tenant = tenant;
-  job.model_id = model.id;
+  job.model_id = submit.model.id;
   job.calibration_id = request.calibration_id();
   job.eval_calibration_id = request.eval_calibration_id();
   job.idempotency_key = request.idempotency_key();

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <thread>
 #include <tuple>
@@ -372,6 +373,31 @@ TEST_F(MetadataStoreTest, InsertJobWithAnExistingIdempotencyKeyReturnsThatJob) {
   Insert(MakeJob("a", "j4", 400));
   Insert(MakeJob("a", "j5", 500));
   EXPECT_EQ(*store_->CountUnfinishedJobs("a"), 3);
+}
+
+TEST_F(MetadataStoreTest, FindJobByIdempotencyKeyIsPerTenant) {
+  const JobRecord first = MakeJob("a", "j1", 100, "key-1");
+  Insert(first);
+  Insert(MakeJob("b", "j2", 200, "key-1"));
+  Insert(MakeJob("a", "j3", 300));
+
+  absl::StatusOr<std::optional<JobRecord>> found = store_->FindJobByIdempotencyKey("a", "key-1");
+  ASSERT_OK(found);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ(Fields(**found), Fields(first));
+  found = store_->FindJobByIdempotencyKey("b", "key-1");
+  ASSERT_OK(found);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->id, "j2");
+  found = store_->FindJobByIdempotencyKey("a", "key-2");
+  ASSERT_OK(found);
+  EXPECT_FALSE(found->has_value());
+  found = store_->FindJobByIdempotencyKey("c", "key-1");
+  ASSERT_OK(found);
+  EXPECT_FALSE(found->has_value());
+  // Jobs without a key are not found by the empty key.
+  EXPECT_STATUS(store_->FindJobByIdempotencyKey("a", ""), absl::StatusCode::kInvalidArgument,
+                "idempotency key");
 }
 
 TEST_F(MetadataStoreTest, ListJobsNewestFirstWithLimit) {

@@ -3,6 +3,8 @@
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "absl/strings/match.h"
 #include "catq/v1/catq.grpc.pb.h"
 #include "client/quantizer_client.h"
@@ -30,12 +32,15 @@ class QuantizerServiceTest : public ::testing::Test {
     StartServer();
   }
 
-  void StartServer() {
+  // `edit` changes the options of this server (and of every restart).
+  void StartServer(std::function<void(CatqServerOptions&)> edit = nullptr) {
+    if (edit != nullptr) edit_options_ = std::move(edit);
     CatqServerOptions options;
     options.listen = "127.0.0.1:0";
     options.data_dir = dir_.Join("data");
     options.workers = 2;
     options.tokens_file = dir_.Join("tokens");
+    if (edit_options_ != nullptr) edit_options_(options);
     auto server = CatqServer::Start(options);
     ASSERT_OK(server);
     server_ = std::move(*server);
@@ -75,6 +80,7 @@ class QuantizerServiceTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::function<void(CatqServerOptions&)> edit_options_;
   std::unique_ptr<CatqServer> server_;
 };
 
@@ -121,6 +127,35 @@ TEST_F(QuantizerServiceTest, SameIdempotencyKeyReturnsTheSameJob) {
   EXPECT_FALSE(first->deduplicated());
   EXPECT_TRUE(second->deduplicated());
   EXPECT_EQ(first->job().job_id(), second->job().job_id());
+}
+
+TEST_F(QuantizerServiceTest, AtTheJobLimitADuplicateSubmitStillGetsItsJob) {
+  // No workers, so the first job stays queued and the tenant is at its limit.
+  server_.reset();
+  StartServer([](CatqServerOptions& options) {
+    options.workers = 0;
+    options.service_limits.max_unfinished_jobs_per_tenant = 1;
+  });
+  auto client = Client("tok-a");
+  auto model = client->UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);
+  ASSERT_OK(model);
+  v1::SubmitJobRequest request;
+  request.set_model_id(model->model_id());
+  request.set_idempotency_key("nightly-1");
+  auto first = client->Submit(request);
+  ASSERT_OK(first);
+
+  auto again = client->Submit(request);
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->deduplicated());
+  EXPECT_EQ(again->job().job_id(), first->job().job_id());
+
+  request.set_idempotency_key("nightly-2");
+  EXPECT_STATUS(client->Submit(request), absl::StatusCode::kResourceExhausted,
+                "1 unfinished jobs, the limit per tenant is 1");
+  auto jobs = client->ListJobs();
+  ASSERT_OK(jobs);
+  EXPECT_EQ(jobs->size(), 1u);
 }
 
 TEST_F(QuantizerServiceTest, TenantsSeeOnlyTheirOwnIdsAndBadTokensAreRefused) {
