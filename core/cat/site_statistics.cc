@@ -201,6 +201,13 @@ absl::Status SiteStatistics::Merge(const SiteStatistics& other) {
   return absl::OkStatus();
 }
 
+void SiteStatistics::Clear() {
+  for (RowMatrixXd& block : upper_) block.setZero();
+  tokens_ = 0;
+  range_sq_sum_ = {0.0, 0.0};
+  channel_absmax_ = Eigen::VectorXd::Zero(dim_);
+}
+
 double SiteStatistics::norm_sq_sum() const {
   double trace = 0.0;
   for (const RowMatrixXd& block : upper_) trace += block.trace();

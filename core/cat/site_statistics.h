@@ -161,6 +161,12 @@ class SiteStatistics {
   // count would overflow. On error nothing changes.
   absl::Status Merge(const SiteStatistics& other);
 
+  // SiteStatistics::Clear()
+  //
+  // Back to no tokens, as Create left it, keeping the memory: for a buffer
+  // that takes one part's statistics after another.
+  void Clear();
+
   int64_t dim() const { return dim_; }
   // block_size: k in block mode; dim() in full mode.
   int64_t block_size() const { return block_size_; }
