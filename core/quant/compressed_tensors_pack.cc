@@ -5,21 +5,18 @@
 #include "absl/strings/str_cat.h"
 #include "core/quant/internal/checks.h"
 #include "core/quant/internal/nibbles.h"
+#include "core/quant/internal/rtn_kernels.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
 namespace {
 
 using quant_internal::GetNibble;
-using quant_internal::kAllNibbles8;
 using quant_internal::kNibblesPerWord;
-using quant_internal::ToI32;
 using quant_internal::ToU32;
-using quant_internal::WithNibble;
 using quant_internal::WordsFor;
 
-// The nibble that holds signed level `level` (+8 offset).
-uint32_t Encode(int level) { return static_cast<uint32_t>(level + 8); }
+// The signed level a nibble holds (+8 offset).
 int Decode(uint32_t nibble) { return static_cast<int>(nibble) - 8; }
 
 // Decodes weight_packed [rows, ceil(cols/8)] into levels [rows, cols].
@@ -96,30 +93,18 @@ absl::StatusOr<CompressedTensorsInt4> PackInt4CompressedTensors(const QuantizedW
   packed.groups = qw.groups();
   const int64_t words_per_row = WordsFor(qw.cols);
   packed.weight_packed.resize(qw.rows * words_per_row);
+  // Levels are in [-8, 7] (validated above), as the pack kernels require.
+  const quant_internal::RtnKernels& kernels = quant_internal::FastestRtnKernels();
+  // int32_t and uint32_t may alias each other: the words are built unsigned.
+  uint32_t* words = reinterpret_cast<uint32_t*>(packed.weight_packed.data());
   for (int64_t r = 0; r < qw.rows; ++r) {
-    for (int64_t w = 0; w < words_per_row; ++w) {
-      uint32_t word = kAllNibbles8;  // Padding nibbles past `in` stay 8.
-      for (int i = 0; i < kNibblesPerWord; ++i) {
-        const int64_t k = w * kNibblesPerWord + i;
-        if (k < qw.cols) word = WithNibble(word, i, Encode(qw.q[r * qw.cols + k]));
-      }
-      packed.weight_packed[r * words_per_row + w] = ToI32(word);
-    }
+    kernels.pack_int4(qw.q.data() + r * qw.cols, qw.cols, words + r * words_per_row);
   }
-
   if (!qw.options.symmetric) {
-    const int64_t groups = packed.groups;
-    packed.weight_zero_point.resize(WordsFor(qw.rows) * groups);
-    for (int64_t wr = 0; wr < WordsFor(qw.rows); ++wr) {
-      for (int64_t g = 0; g < groups; ++g) {
-        uint32_t word = kAllNibbles8;  // Padding nibbles past `out` stay 8.
-        for (int i = 0; i < kNibblesPerWord; ++i) {
-          const int64_t r = wr * kNibblesPerWord + i;
-          if (r < qw.rows) word = WithNibble(word, i, Encode(qw.zeros[r * groups + g]));
-        }
-        packed.weight_zero_point[wr * groups + g] = ToI32(word);
-      }
-    }
+    packed.weight_zero_point.resize(WordsFor(qw.rows) * packed.groups);
+    quant_internal::PackZeroPointsInt4(
+        qw.zeros.data(), qw.rows, packed.groups,
+        reinterpret_cast<uint32_t*>(packed.weight_zero_point.data()));
   }
   return packed;
 }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/quant/internal/checks.h"
+#include "core/quant/internal/rtn_kernels.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -13,6 +14,11 @@ absl::Status CheckLevels(const char* field, const std::vector<int8_t>& levels, i
                          int bits) {
   const int lo = quant_internal::MinSignedLevel(bits);
   const int hi = quant_internal::MaxSignedLevel(bits);
+  // A vector pass says whether all are in range; only a failure is located.
+  if (quant_internal::FastestRtnKernels().levels_within(
+          levels.data(), static_cast<int64_t>(levels.size()), lo, hi)) {
+    return absl::OkStatus();
+  }
   for (int64_t i = 0; i < static_cast<int64_t>(levels.size()); ++i) {
     const int level = levels[i];
     if (level < lo || level > hi) {

@@ -2,8 +2,11 @@
 //
 // Round-to-nearest (RTN) weight quantization: each (row, group) of a weight
 // matrix [out, in] gets its own scale from its range, and each element is
-// rounded to the nearest level. rtn_ref.cc is the reference implementation,
-// plain loops, and the definition that faster kernels must match bit for bit.
+// rounded to the nearest level. rtn_ref.cc (QuantizeRtnReference) is the
+// reference implementation, plain loops, and the definition; QuantizeRtn
+// (rtn.cc) runs the row kernels of internal/rtn_kernels.h (AVX2 where the
+// CPU has it) and matches it bit for bit: levels, scales, zero points and
+// error messages. rtn_packed_int4.h goes straight to packed int4.
 //
 //   Eigen::Map<const RowMatrixXf> w(data, out, in);
 //   WeightQuantOptions options;  // 4 bits, per channel, symmetric
@@ -53,10 +56,21 @@ namespace catq {
 // that stored scale, so dequantizing the stored tensors keeps every element
 // within half a step. A scale that rounds to +Inf is an InvalidArgument
 // naming the row and group.
+//
+// Errors are checked in this order: options, shape, non-finite elements (the
+// first in row-major order), scales (the first overflowing group).
 using ScaleRounding = float (*)(float);
 absl::StatusOr<QuantizedWeight> QuantizeRtn(const Eigen::Ref<const RowMatrixXf>& w,
                                             const WeightQuantOptions& options,
                                             ScaleRounding round_scale = nullptr);
+
+// QuantizeRtnReference
+//
+// The reference: the same contract and the same bits as QuantizeRtn, in
+// plain scalar loops (about 30 times slower). For tests and benchmarks.
+absl::StatusOr<QuantizedWeight> QuantizeRtnReference(const Eigen::Ref<const RowMatrixXf>& w,
+                                                     const WeightQuantOptions& options,
+                                                     ScaleRounding round_scale = nullptr);
 
 }  // namespace catq
 

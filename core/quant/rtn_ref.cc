@@ -1,8 +1,10 @@
-// The reference RTN quantizer: plain loops, the definition (see rtn.h).
+// The reference RTN quantizer: plain loops, the definition (see rtn.h) that
+// QuantizeRtn (rtn.cc) and QuantizeRtnPackInt4 must match bit for bit.
 #include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/quant/internal/checks.h"
 #include "core/quant/internal/grid.h"
 #include "core/quant/rtn.h"
 #include "core/util/status_macros.h"
@@ -17,8 +19,7 @@ absl::Status CheckFinite(const Eigen::Ref<const RowMatrixXf>& w) {
     for (Eigen::Index c = 0; c < w.cols(); ++c) {
       const float v = w(r, c);
       if (std::isfinite(v)) continue;
-      const char* what = std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
-      return absl::InvalidArgumentError(absl::StrCat("weight[", r, ", ", c, "] is ", what));
+      return quant_internal::NonFiniteWeightError(r, c, v);
     }
   }
   return absl::OkStatus();
@@ -30,9 +31,8 @@ absl::Status CheckScalesFinite(const QuantizedWeight& qw) {
   const int64_t groups = qw.groups();
   for (size_t i = 0; i < qw.scales.size(); ++i) {
     if (std::isfinite(qw.scales[i])) continue;
-    return absl::InvalidArgumentError(absl::StrCat("weight row ", i / groups, " group ", i % groups,
-                                                   ": scale ", qw.scales[i],
-                                                   " is not representable in the scale dtype"));
+    return quant_internal::UnrepresentableScaleError(
+        static_cast<int64_t>(i) / groups, static_cast<int64_t>(i) % groups, qw.scales[i]);
   }
   return absl::OkStatus();
 }
@@ -75,9 +75,9 @@ float QuantizeGroupAsymmetric(const Eigen::Ref<const RowMatrixXf>& w, int64_t ro
 
 }  // namespace
 
-absl::StatusOr<QuantizedWeight> QuantizeRtn(const Eigen::Ref<const RowMatrixXf>& w,
-                                            const WeightQuantOptions& options,
-                                            ScaleRounding round_scale) {
+absl::StatusOr<QuantizedWeight> QuantizeRtnReference(const Eigen::Ref<const RowMatrixXf>& w,
+                                                     const WeightQuantOptions& options,
+                                                     ScaleRounding round_scale) {
   CATQ_RETURN_IF_ERROR(Prefix("options", options.Validate()));
   if (w.rows() == 0 || w.cols() == 0) {
     return absl::InvalidArgumentError(

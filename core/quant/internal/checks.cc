@@ -1,5 +1,7 @@
 #include "core/quant/internal/checks.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 
@@ -34,6 +36,17 @@ absl::Status CheckArraySize(absl::string_view name, size_t size, int64_t dim0, i
   if (static_cast<int64_t>(size) == expected) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(name, ": expected ", expected, " values ([", dim0,
                                                  ", ", dim1, "]), got ", size));
+}
+
+absl::Status NonFiniteWeightError(int64_t row, int64_t col, float value) {
+  const char* what = std::isnan(value) ? "NaN" : (value > 0 ? "+Inf" : "-Inf");
+  return absl::InvalidArgumentError(absl::StrCat("weight[", row, ", ", col, "] is ", what));
+}
+
+absl::Status UnrepresentableScaleError(int64_t row, int64_t group, float scale) {
+  return absl::InvalidArgumentError(absl::StrCat("weight row ", row, " group ", group, ": scale ",
+                                                 scale,
+                                                 " is not representable in the scale dtype"));
 }
 
 }  // namespace catq::quant_internal

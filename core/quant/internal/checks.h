@@ -35,6 +35,18 @@ absl::Status CheckPackedShape(int64_t rows, int64_t cols, int64_t groups,
 // "<name>: expected 704 values ([32, 22]), got 700".
 absl::Status CheckArraySize(absl::string_view name, size_t size, int64_t dim0, int64_t dim1);
 
+// NonFiniteWeightError
+//
+// The error for a NaN or Inf weight element, e.g. "weight[3, 17] is NaN"
+// ("+Inf", "-Inf"). REQUIRES: `value` is not finite.
+absl::Status NonFiniteWeightError(int64_t row, int64_t col, float value);
+
+// UnrepresentableScaleError
+//
+// The error for a scale that rounding to the storage dtype made non-finite:
+// "weight row 2 group 1: scale inf is not representable in the scale dtype".
+absl::Status UnrepresentableScaleError(int64_t row, int64_t group, float scale);
+
 // The signed levels that fit `bits` bits: [-2^(b-1), 2^(b-1) - 1].
 inline int MinSignedLevel(int bits) { return -(1 << (bits - 1)); }
 inline int MaxSignedLevel(int bits) { return (1 << (bits - 1)) - 1; }
