@@ -97,6 +97,7 @@ absl::Status WriteUpload(Env* env, grpc::ClientWriter<Request>& writer,
       chunk.set_offset(offset);
       chunk.set_data(file->bytes().substr(offset, length).data(), length);
       if (!writer.Write(request)) return absl::OkStatus();
+      file->Release(file->bytes().substr(offset, length));  // sent: memory stays at a chunk
       done += length;
       if (progress) progress(done, total);
     }

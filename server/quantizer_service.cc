@@ -342,6 +342,8 @@ absl::Status QuantizerService::SendFile(grpc::ServerContext* context, const std:
       first = false;
     }
     if (!writer->Write(chunk)) return absl::CancelledError("the client went away");
+    // Write copied the bytes: keep the server's memory at a chunk, not the file.
+    mapped->Release(bytes.substr(offset, length));
     if (metrics_ != nullptr) metrics_->RecordFetchBytes(length);
     offset += length;
   } while (offset < file.size);

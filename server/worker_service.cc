@@ -72,6 +72,7 @@ absl::Status WorkerService::SendBlob(grpc::ServerContext* context,
     const size_t length = std::min<uint64_t>(kMaxChunkBytes, bytes.size() - offset);
     chunk.set_data(bytes.data() + offset, length);
     if (!writer->Write(chunk)) return absl::CancelledError("the worker went away");
+    mapped->Release(bytes.substr(offset, length));  // sent: memory stays at a chunk
     offset += length;
   } while (offset < bytes.size());
   return absl::OkStatus();

@@ -47,6 +47,14 @@ class MappedFile {
   virtual ~MappedFile() = default;
   virtual absl::string_view bytes() const = 0;
   virtual const std::string& path() const = 0;
+  // Release: a hint that this process is done with `range` (a part of
+  // bytes()) for now. Its pages leave the process's resident memory; they
+  // stay in the page cache, and reading them again faults them back in with
+  // the same contents. Streaming readers of files larger than memory (model
+  // weights, uploads, results) call it on what they have consumed, so their
+  // resident memory stays at what they hold, not at what they have read.
+  // The default does nothing.
+  virtual void Release(absl::string_view range) const { (void)range; }
 };
 
 class Env {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -84,6 +85,23 @@ class PosixMappedFile : public MappedFile {
                       : absl::string_view(static_cast<const char*>(base_), size_);
   }
   const std::string& path() const override { return path_; }
+
+  // MADV_DONTNEED on a private mapping that was never written drops only the
+  // page table entries: the next read maps the page cache's pages again.
+  // Rounded out to whole pages, which may drop a neighbour's partial page;
+  // that costs a fault, never data.
+  void Release(absl::string_view range) const override {
+    if (range.empty() || base_ == nullptr) return;
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto base = reinterpret_cast<uintptr_t>(base_);
+    uintptr_t begin = std::max(reinterpret_cast<uintptr_t>(range.data()), base);
+    uintptr_t end =
+        std::min(reinterpret_cast<uintptr_t>(range.data()) + range.size(), base + size_);
+    if (begin >= end) return;
+    begin -= begin % page;
+    end = std::min(end + (page - end % page) % page, base + ((size_ + page - 1) / page) * page);
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  }
 
  private:
   const std::string path_;

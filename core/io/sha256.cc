@@ -43,7 +43,17 @@ std::string Sha256Hex(absl::string_view bytes) {
 
 absl::StatusOr<std::string> Sha256OfFile(Env* env, const std::string& path) {
   CATQ_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, env->MapFile(path));
-  return Sha256Hex(file->bytes());
+  // Hashed a slice at a time, each released once hashed, so hashing a file
+  // larger than memory does not make it all resident in this process.
+  constexpr size_t kSlice = size_t{64} << 20;
+  const absl::string_view bytes = file->bytes();
+  Sha256Hasher hasher;
+  for (size_t at = 0; at < bytes.size(); at += kSlice) {
+    const absl::string_view slice = bytes.substr(at, kSlice);
+    hasher.Update(slice);
+    file->Release(slice);
+  }
+  return hasher.Finish();
 }
 
 bool IsSha256Hex(absl::string_view text) {

@@ -84,7 +84,9 @@ class PlanWriter {
         // read: a NaN or infinity fails the job rather than reach the output.
         CATQ_ASSIGN_OR_RETURN(TensorView view, model_.Get(item.name));
         CATQ_RETURN_IF_ERROR(CheckFiniteTensor(view));
-        return writer.Append(view.bytes());
+        CATQ_RETURN_IF_ERROR(writer.Append(view.bytes()));
+        // Read once (the embedding alone is 500 MB on 7B and 1B shapes).
+        return model_.tensors().ReleaseTensor(item.name);
       }
       case OutputSource::kUnitGain: {
         const std::vector<float> ones(item.specs[0].shape[0], 1.0f);

@@ -105,7 +105,7 @@ absl::StatusOr<Eigen::MatrixXd> TransformedHessian(const SiteTransform& transfor
 
 struct QuantizedLinear {
   PackedLinear packed;
-  RowMatrixXf dequantized;  // what the stored tensors decode to
+  RowMatrixXf dequantized;  // what the stored tensors decode to, when asked for
 };
 
 using Clock = std::chrono::steady_clock;
@@ -120,9 +120,10 @@ double Lap(Clock::time_point& start) {
 }
 
 // RTN, or GPTQ with `hessian`; scales rounded to their storage dtype first.
+// The dequantized weight is made only when `dequantize` (to measure SQNR).
 absl::StatusOr<QuantizedLinear> QuantizeLinear(const Recipe& recipe, const std::string& module,
                                                const RowMatrixXf& w, const Eigen::MatrixXd* hessian,
-                                               StageSeconds& stages) {
+                                               bool dequantize, StageSeconds& stages) {
   Clock::time_point lap = Clock::now();
   const ScaleRounding rounding = StorageScaleRounding(recipe.scale_dtype);
   absl::StatusOr<QuantizedWeight> qw;
@@ -139,7 +140,7 @@ absl::StatusOr<QuantizedLinear> QuantizeLinear(const Recipe& recipe, const std::
   stages.quantize += Lap(lap);
   QuantizedLinear result;
   CATQ_ASSIGN_OR_RETURN(result.packed, PackQuantizedLinear(module, w, *qw, recipe.scale_dtype));
-  result.dequantized = Dequantize(*qw);
+  if (dequantize) result.dequantized = Dequantize(*qw);
   stages.pack += Lap(lap);
   return result;
 }
@@ -250,17 +251,21 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
   } else {
     result.online = transform.ExportTensors();
   }
+  // The transformed and dequantized weights are kept only to measure SQNR on
+  // the samples: on a 7B-wide site they are as large as its weights, twice.
+  const bool measure = samples != nullptr && samples->rows() > 0;
   std::vector<RowMatrixXf> transformed;
   std::vector<RowMatrixXf> dequantized;
   for (size_t i = 0; i < weights.weights.size(); ++i) {
     CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, transform.TransformWeight(weights.weights[i]));
     stages.quantize += Lap(lap);
-    CATQ_ASSIGN_OR_RETURN(QuantizedLinear quantized,
-                          QuantizeLinear(recipe, weights.modules[i], w,
-                                         hessian.has_value() ? &*hessian : nullptr, stages));
+    CATQ_ASSIGN_OR_RETURN(
+        QuantizedLinear quantized,
+        QuantizeLinear(recipe, weights.modules[i], w, hessian.has_value() ? &*hessian : nullptr,
+                       measure, stages));
     lap = Clock::now();
     PackedLinear& packed = quantized.packed;
-    dequantized.push_back(std::move(quantized.dequantized));
+    if (measure) dequantized.push_back(std::move(quantized.dequantized));
     LinearReport linear;
     linear.module = weights.modules[i];
     linear.layer = weights.layer;
@@ -271,7 +276,7 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
     linear.max_error_steps = packed.max_error_steps;
     result.linears.push_back(std::move(linear));
     result.packed.push_back(std::move(packed));
-    transformed.push_back(std::move(w));
+    if (measure) transformed.push_back(std::move(w));
   }
   result.report.key = SiteQualifiedName(weights.layer, weights.site);
   result.report.layer = weights.layer;
@@ -280,7 +285,7 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, const Si
   lap = Clock::now();
   FillTransformReport(recipe, solved, result.report);  // cond(T): part of the solve
   stages.solve += Lap(lap);
-  if (samples != nullptr && samples->rows() > 0) {
+  if (measure) {
     CATQ_RETURN_IF_ERROR(
         MeasureSqnr(recipe, weights, transformed, dequantized, transform, *samples, result));
   }
@@ -313,6 +318,10 @@ absl::StatusOr<SiteWeights> ReadSiteWeights(const LlamaModel& model, int64_t lay
   }
   for (LinearKind kind : weights.kinds) {
     CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, model.LinearWeight(layer, kind));
+    // A job reads each linear once, so its mapped bytes need not stay
+    // resident: without this a worker's memory grows by the whole model's
+    // size over a job, one layer's weights at a time.
+    CATQ_RETURN_IF_ERROR(model.tensors().ReleaseTensor(LinearWeightName(layer, kind)));
     if (!gain.empty()) {
       CATQ_RETURN_IF_ERROR(Prefix(NormWeightName(layer, *norm), FoldNormGainIntoColumns(gain, w)));
     }

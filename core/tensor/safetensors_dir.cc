@@ -124,6 +124,12 @@ absl::StatusOr<TensorView> SafetensorsDir::Get(absl::string_view name) const {
   return file->Get(name);
 }
 
+absl::Status SafetensorsDir::ReleaseTensor(absl::string_view name) const {
+  CATQ_ASSIGN_OR_RETURN(const SafetensorsFile* file, Lookup(name));
+  file->ReleaseTensor(*file->Find(name));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<const TensorInfo*> SafetensorsDir::Info(absl::string_view name) const {
   CATQ_ASSIGN_OR_RETURN(const SafetensorsFile* file, Lookup(name));
   return file->Find(name);

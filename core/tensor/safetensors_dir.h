@@ -51,6 +51,8 @@ class SafetensorsDir {
   // Get: a view of tensor `name`; NotFound naming the tensor and the model.
   absl::StatusOr<TensorView> Get(absl::string_view name) const;
   absl::StatusOr<const TensorInfo*> Info(absl::string_view name) const;
+  // ReleaseTensor: see SafetensorsFile::ReleaseTensor; NotFound as Get.
+  absl::Status ReleaseTensor(absl::string_view name) const;
   // files: the opened shards (one for a single-file model).
   const std::vector<SafetensorsFile>& files() const { return files_; }
 

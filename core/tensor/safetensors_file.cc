@@ -44,4 +44,8 @@ TensorView SafetensorsFile::View(const TensorInfo& info) const {
   return TensorView(info, mapped_->bytes().substr(data_offset_ + info.data_begin, info.NumBytes()));
 }
 
+void SafetensorsFile::ReleaseTensor(const TensorInfo& info) const {
+  mapped_->Release(mapped_->bytes().substr(data_offset_ + info.data_begin, info.NumBytes()));
+}
+
 }  // namespace catq

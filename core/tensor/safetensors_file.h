@@ -70,6 +70,12 @@ class SafetensorsFile {
   // View: the view of `info`. REQUIRES: `info` is an element of tensors().
   TensorView View(const TensorInfo& info) const;
 
+  // ReleaseTensor: the bytes of tensor `info` leave this process's resident
+  // memory until they are read again (MappedFile::Release). For readers that
+  // visit each tensor once, such as a job quantizing a model larger than
+  // memory layer by layer. REQUIRES: `info` is an element of tensors().
+  void ReleaseTensor(const TensorInfo& info) const;
+
  private:
   SafetensorsFile() = default;
 

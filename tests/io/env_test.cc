@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "core/io/staged_directory.h"
 #include "tests/util/status_matchers.h"
@@ -31,6 +34,43 @@ TEST(PosixEnv, MapFileSeesBytesAndMissingFileIsNotFound) {
   ASSERT_OK(mapped);
   EXPECT_EQ((*mapped)->bytes(), "hello");
   EXPECT_STATUS(env->MapFile(dir.Join("missing")), absl::StatusCode::kNotFound, "missing");
+}
+
+// This process's resident file-backed memory, from /proc/self/status.
+int64_t ResidentFileKiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("RssFile:", 0) == 0) return std::stoll(line.substr(8));
+  }
+  return -1;
+}
+
+uint64_t SumBytes(absl::string_view bytes) {
+  uint64_t sum = 0;
+  for (unsigned char c : bytes) sum = sum * 31 + c;
+  return sum;
+}
+
+TEST(PosixEnv, ReleaseDropsResidentPagesAndKeepsTheBytes) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  std::string data(size_t{32} << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 7919) >> 5);
+  ASSERT_OK(WriteFileAtomically(env, dir.Join("big"), data));
+  auto mapped = env->MapFile(dir.Join("big"));
+  ASSERT_OK(mapped);
+  const absl::string_view bytes = (*mapped)->bytes();
+  const uint64_t expected = SumBytes(data);
+  ASSERT_EQ(SumBytes(bytes), expected);  // every page touched
+  const int64_t touched = ResidentFileKiB();
+  (*mapped)->Release(bytes.substr(1000, bytes.size() - 2000));  // unaligned ends
+  const int64_t released = ResidentFileKiB();
+  EXPECT_GT(touched - released, 24 * 1024) << "touched " << touched << " KiB, after " << released;
+  EXPECT_EQ(SumBytes(bytes), expected);  // faulted back in, unchanged
+  EXPECT_GT(ResidentFileKiB() - released, 24 * 1024);
+  (*mapped)->Release(absl::string_view());  // empty: nothing to do
+  EXPECT_EQ(SumBytes(bytes), expected);
 }
 
 // A write that fails half way leaves the old file in place and no temp file.
