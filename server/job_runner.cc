@@ -30,7 +30,9 @@ struct JobRunner::JobContext {
   ModelRecord model_record;
   std::string model_dir;
   std::unique_ptr<LlamaModel> model;
-  CalibrationData calibration;
+  // The stored statistics and samples; each layer task reads its own sites
+  // (ReadLayerCalibration), so the job never holds the whole model's.
+  CalibrationFiles calibration_files;
   CalibrationReport calibration_report;
   // The stored calibration's blobs (empty without calibration), which remote
   // workers read.
@@ -406,7 +408,7 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
     }
     return absl::Status(loaded.status().code(), message);
   }
-  context.calibration = *std::move(loaded);
+  const CalibrationData& data = *loaded;
   context.calibration_report.path = calibration.name;
   if (options_.metrics != nullptr) {
     options_.metrics->RecordTask("calibration", true, context.calibration_report.seconds);
@@ -414,10 +416,10 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   }
 
   const std::string statistics_path = blobs_->NewTempPath();
-  CATQ_RETURN_IF_ERROR(WriteSiteStatistics(env_, statistics_path, context.calibration.statistics));
+  CATQ_RETURN_IF_ERROR(WriteSiteStatistics(env_, statistics_path, data.statistics));
   CATQ_ASSIGN_OR_RETURN(std::string statistics_sha, StoreFile(env_, blobs_, statistics_path));
   const std::string samples_path = blobs_->NewTempPath();
-  CATQ_RETURN_IF_ERROR(WriteActivationSamples(env_, samples_path, context.calibration.samples));
+  CATQ_RETURN_IF_ERROR(WriteActivationSamples(env_, samples_path, data.samples));
   CATQ_ASSIGN_OR_RETURN(std::string samples_sha, StoreFile(env_, blobs_, samples_path));
   const nlohmann::json manifest = {{"statistics", statistics_sha},
                                    {"samples", samples_sha},
@@ -427,6 +429,8 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   context.record.calibration_sha256 = manifest_sha;
   context.statistics_sha256 = statistics_sha;
   context.samples_sha256 = samples_sha;
+  CATQ_ASSIGN_OR_RETURN(context.calibration_files.statistics_path, blobs_->Path(statistics_sha));
+  CATQ_ASSIGN_OR_RETURN(context.calibration_files.samples_path, blobs_->Path(samples_sha));
   return absl::OkStatus();
 }
 
@@ -439,10 +443,10 @@ absl::Status JobRunner::LoadStoredCalibration(JobContext& context) {
   }
   context.statistics_sha256 = manifest["statistics"].get<std::string>();
   context.samples_sha256 = manifest.value("samples", "");
-  CATQ_ASSIGN_OR_RETURN(std::string statistics, blobs_->VerifiedPath(context.statistics_sha256));
-  CATQ_ASSIGN_OR_RETURN(context.calibration.statistics, ReadSiteStatistics(statistics, env_));
-  CATQ_ASSIGN_OR_RETURN(std::string samples, blobs_->VerifiedPath(context.samples_sha256));
-  CATQ_ASSIGN_OR_RETURN(context.calibration.samples, ReadActivationSamples(env_, samples));
+  CATQ_ASSIGN_OR_RETURN(context.calibration_files.statistics_path,
+                        blobs_->VerifiedPath(context.statistics_sha256));
+  CATQ_ASSIGN_OR_RETURN(context.calibration_files.samples_path,
+                        blobs_->VerifiedPath(context.samples_sha256));
   context.calibration_report = CalibrationReportFromJson(manifest["report"]);
   return absl::OkStatus();
 }
@@ -484,8 +488,11 @@ absl::Status JobRunner::Plan(const std::string& job_id) {
 absl::Status JobRunner::RunLayer(const std::string& job_id, int64_t task_index) {
   if (!store_->StartTask(job_id, task_index).ok()) return absl::OkStatus();  // not pending
   CATQ_ASSIGN_OR_RETURN(std::shared_ptr<JobContext> context, Context(job_id));
+  absl::StatusOr<CalibrationData> calibration =
+      ReadLayerCalibration(env_, context->calibration_files, task_index);
+  if (!calibration.ok()) return Prefix(absl::StrCat("layer ", task_index), calibration.status());
   absl::StatusOr<LayerResult> result =
-      QuantizeLayer(*context->model, context->recipe, task_index, context->calibration);
+      QuantizeLayer(*context->model, context->recipe, task_index, *calibration);
   if (!result.ok()) return Prefix(absl::StrCat("layer ", task_index), result.status());
   const std::string path = blobs_->NewTempPath();
   CATQ_RETURN_IF_ERROR(WriteLayerResult(env_, path, *result));

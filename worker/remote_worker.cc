@@ -29,8 +29,20 @@ struct RemoteWorker::JobInputs {
   std::string job_id;
   Recipe recipe;
   std::unique_ptr<LlamaModel> model;
-  CalibrationData calibration;
+  // The fetched statistics and samples; each task reads its layer's sites.
+  CalibrationFiles calibration_files;
 };
+
+namespace {
+
+absl::StatusOr<LayerResult> QuantizeLayerFromFiles(Env* env, const LlamaModel& model,
+                                                   const Recipe& recipe, int64_t layer,
+                                                   const CalibrationFiles& files) {
+  CATQ_ASSIGN_OR_RETURN(CalibrationData calibration, ReadLayerCalibration(env, files, layer));
+  return QuantizeLayer(model, recipe, layer, calibration);
+}
+
+}  // namespace
 
 // Renews a lease from its own thread while the task runs, every third of the
 // lease time, and remembers when the server says the lease is gone.
@@ -217,8 +229,8 @@ absl::Status RemoteWorker::RunLeasedTask(const v1::TaskLease& lease, TaskOutcome
   }
   absl::StatusOr<LayerResult> result =
       keeper.lost() ? absl::StatusOr<LayerResult>(absl::AbortedError("lease lost"))
-                    : QuantizeLayer(*(*inputs)->model, (*inputs)->recipe, lease.layer(),
-                                    (*inputs)->calibration);
+                    : QuantizeLayerFromFiles(options_.env, *(*inputs)->model, (*inputs)->recipe,
+                                             lease.layer(), (*inputs)->calibration_files);
   if (keeper.lost()) {
     outcome = TaskOutcome::kLost;
     Log(absl::StrCat("lease lost for ", what, " (expired or the job ended); result dropped"));
@@ -266,13 +278,10 @@ absl::StatusOr<std::shared_ptr<RemoteWorker::JobInputs>> RemoteWorker::Inputs(
   CATQ_ASSIGN_OR_RETURN(LlamaModel opened, LlamaModel::Open(dir, options_.env));
   inputs->model = std::make_unique<LlamaModel>(std::move(opened));
   if (!lease.statistics_sha256().empty()) {
-    CATQ_ASSIGN_OR_RETURN(std::string statistics,
+    CATQ_ASSIGN_OR_RETURN(inputs->calibration_files.statistics_path,
                           FetchBlob(lease.lease_id(), lease.statistics_sha256()));
-    CATQ_ASSIGN_OR_RETURN(inputs->calibration.statistics,
-                          ReadSiteStatistics(statistics, options_.env));
-    CATQ_ASSIGN_OR_RETURN(std::string samples, FetchBlob(lease.lease_id(), lease.samples_sha256()));
-    CATQ_ASSIGN_OR_RETURN(inputs->calibration.samples,
-                          ReadActivationSamples(options_.env, samples));
+    CATQ_ASSIGN_OR_RETURN(inputs->calibration_files.samples_path,
+                          FetchBlob(lease.lease_id(), lease.samples_sha256()));
   }
   inputs_ = std::move(inputs);
   return inputs_;

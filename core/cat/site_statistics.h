@@ -244,12 +244,20 @@ class SiteStatistics {
     Scratch(Scratch&&) = default;
     Scratch& operator=(Scratch&&) = default;
     std::vector<double> data;
+    // The blocks before a batch, when block mode's kernel needs them back.
+    std::vector<RowMatrixXd> backup;
   };
 
   SiteStatistics(int64_t dim, int64_t block_size, int64_t chunk_rows);
 
+  // What a batch adds besides x x^T: ranges, channel maxima (the .cc).
+  struct BatchScan;
+
   // Adds x^T x to every block with OpenBLAS DSYRK (see Accumulate).
   void AddWithSyrk(const Eigen::Ref<const RowMatrixXf>& x);
+  // Block mode with the kernel of upper_gram.h: scans x into `scan` and adds
+  // x^T x group by group; on an error in the scan, the blocks are as before.
+  absl::Status AddWithKernel(const Eigen::Ref<const RowMatrixXf>& x, BatchScan& scan);
 
   int64_t dim_;
   int64_t block_size_;

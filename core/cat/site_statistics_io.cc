@@ -1,4 +1,5 @@
 // The safetensors format of SiteStatistics (layout and checks: site_statistics.h).
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -385,14 +386,31 @@ absl::StatusOr<SiteStatistics> ReadSite(const SafetensorsFile& file, const std::
   return stats;
 }
 
-absl::StatusOr<std::map<std::string, SiteStatistics>> ReadSites(const SafetensorsFile& file) {
+// Every site of the file, or only those in `only` when it is given (NotFound
+// naming a key the file lacks). Each site read is released from memory
+// afterwards: a job reads a layer's sites at a time from a file of all of
+// them.
+absl::StatusOr<std::map<std::string, SiteStatistics>> ReadSites(
+    const SafetensorsFile& file, const std::vector<std::string>* only) {
   std::map<std::string, SiteTensors> grouped;
   for (const TensorInfo& info : file.tensors()) CATQ_RETURN_IF_ERROR(FileTensor(info, grouped));
   if (grouped.empty()) return absl::InvalidArgumentError("holds no site statistics");
   std::map<std::string, SiteStatistics> sites;
   for (const auto& [key, tensors] : grouped) {
+    if (only != nullptr && std::find(only->begin(), only->end(), key) == only->end()) continue;
     CATQ_ASSIGN_OR_RETURN(SiteStatistics stats, ReadSite(file, key, tensors));
     sites.emplace(key, std::move(stats));
+    for (const TensorInfo& info : file.tensors()) {
+      if (absl::StartsWith(info.name, key) && info.name.size() > key.size() &&
+          info.name[key.size()] == '.') {
+        file.ReleaseTensor(info);
+      }
+    }
+  }
+  if (only != nullptr) {
+    for (const std::string& key : *only) {
+      if (!sites.contains(key)) return absl::NotFoundError(absl::StrCat("no statistics for ", key));
+    }
   }
   return sites;
 }
@@ -450,7 +468,15 @@ absl::Status WriteSiteStatistics(Env* env, const std::string& path,
 absl::StatusOr<std::map<std::string, SiteStatistics>> ReadSiteStatistics(const std::string& path,
                                                                          Env* env) {
   CATQ_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path, env));
-  absl::StatusOr<std::map<std::string, SiteStatistics>> sites = ReadSites(file);
+  absl::StatusOr<std::map<std::string, SiteStatistics>> sites = ReadSites(file, nullptr);
+  if (!sites.ok()) return Prefix(path, sites.status());
+  return sites;
+}
+
+absl::StatusOr<std::map<std::string, SiteStatistics>> ReadSiteStatisticsOf(
+    const std::string& path, const std::vector<std::string>& keys, Env* env) {
+  CATQ_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path, env));
+  absl::StatusOr<std::map<std::string, SiteStatistics>> sites = ReadSites(file, &keys);
   if (!sites.ok()) return Prefix(path, sites.status());
   return sites;
 }

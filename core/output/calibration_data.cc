@@ -1,11 +1,13 @@
 #include "core/output/calibration_data.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/model/llama_weights.h"
 #include "core/tensor/safetensors_file.h"
 #include "core/tensor/safetensors_writer.h"
 #include "core/util/status_macros.h"
@@ -82,11 +84,17 @@ absl::Status WriteActivationSamples(Env* env, const std::string& path,
   return writer->Finish();
 }
 
-absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamples(Env* env,
-                                                                         const std::string& path) {
+namespace {
+
+// The samples of every key, or of those in `only` when given.
+absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadSamples(
+    Env* env, const std::string& path, const std::vector<std::string>* only) {
   CATQ_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path, env));
   std::map<std::string, RowMatrixXf> samples;
   for (const TensorInfo& info : file.tensors()) {
+    if (only != nullptr && std::find(only->begin(), only->end(), info.name) == only->end()) {
+      continue;
+    }
     if (info.dtype != DType::kF32 || info.shape.size() != 2) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": ", info.name, ": expected F32 [tokens, dim]"));
@@ -94,9 +102,35 @@ absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamples(Env* en
     CATQ_ASSIGN_OR_RETURN(TensorView view, file.Get(info.name));
     RowMatrixXf matrix(info.shape[0], info.shape[1]);
     std::memcpy(matrix.data(), view.bytes().data(), view.bytes().size());
+    file.ReleaseTensor(info);
     samples.emplace(info.name, std::move(matrix));
   }
   return samples;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamples(Env* env,
+                                                                         const std::string& path) {
+  return ReadSamples(env, path, nullptr);
+}
+
+absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamplesOf(
+    Env* env, const std::string& path, const std::vector<std::string>& keys) {
+  return ReadSamples(env, path, &keys);
+}
+
+absl::StatusOr<CalibrationData> ReadLayerCalibration(Env* env, const CalibrationFiles& files,
+                                                     int64_t layer) {
+  CalibrationData data;
+  if (files.statistics_path.empty()) return data;
+  std::vector<std::string> keys;
+  for (Site site : kAllSites) keys.push_back(SiteQualifiedName(layer, site));
+  CATQ_ASSIGN_OR_RETURN(data.statistics, ReadSiteStatisticsOf(files.statistics_path, keys, env));
+  if (!files.samples_path.empty()) {
+    CATQ_ASSIGN_OR_RETURN(data.samples, ReadActivationSamplesOf(env, files.samples_path, keys));
+  }
+  return data;
 }
 
 }  // namespace catq

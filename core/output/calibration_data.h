@@ -16,6 +16,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/cat/calibration.h"
@@ -78,6 +79,26 @@ absl::Status WriteActivationSamples(Env* env, const std::string& path,
                                     const std::map<std::string, RowMatrixXf>& samples);
 absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamples(Env* env,
                                                                          const std::string& path);
+
+// A calibration stored as files (WriteSiteStatistics, WriteActivationSamples),
+// as the service keeps it for a job's layer tasks. An empty statistics path
+// means no calibration (rtn); an empty samples path, no samples.
+struct CalibrationFiles {
+  std::string statistics_path;
+  std::string samples_path;
+};
+
+// ReadLayerCalibration: the statistics and samples of the four sites of
+// `layer` only, so a job holds one layer's calibration per task instead of
+// the whole model's (about 740 MB of statistics for Llama-2-7B with k = 128).
+// Errors name the file; a site missing from the statistics is NotFound.
+absl::StatusOr<CalibrationData> ReadLayerCalibration(Env* env, const CalibrationFiles& files,
+                                                     int64_t layer);
+
+// ReadActivationSamplesOf: the samples of `keys` only (a key without samples
+// is absent from the result); errors as ReadActivationSamples.
+absl::StatusOr<std::map<std::string, RowMatrixXf>> ReadActivationSamplesOf(
+    Env* env, const std::string& path, const std::vector<std::string>& keys);
 
 }  // namespace catq
 

@@ -493,6 +493,18 @@ TEST(SiteStatisticsFile, RoundTripIsBitExactInBothModes) {
     ExpectBitEqual(it->second, stats);
   }
 
+  // Some sites alone (a layer task's read), bit for bit; a key the file lacks
+  // is NotFound naming it, after the path.
+  const std::vector<std::string> some_keys = {"model.layers.0.mlp_in", "model.layers.1.mlp_out"};
+  absl::StatusOr<std::map<std::string, SiteStatistics>> some =
+      ReadSiteStatisticsOf(path, some_keys);
+  ASSERT_OK(some);
+  ASSERT_EQ(some->size(), 2u);
+  for (const std::string& key : some_keys) ExpectBitEqual(some->at(key), sites.at(key));
+  EXPECT_STATUS(ReadSiteStatisticsOf(path, {"model.layers.0.mlp_in", "model.layers.9.attn_in"}),
+                absl::StatusCode::kNotFound,
+                "stats.safetensors: no statistics for model.layers.9.attn_in");
+
   // Read statistics keep accumulating like the originals.
   const RowMatrixXf more = RandomActivations(50, 172, 12);
   SiteStatistics& original = sites.at("model.layers.0.mlp_in");
