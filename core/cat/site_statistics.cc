@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/cat/upper_gram.h"
 #include "core/math/blas.h"
+#include "core/util/status_macros.h"
 
 namespace catq {
 namespace {
@@ -63,6 +64,18 @@ void Widen(const float* src, double* dst, int64_t n) {
   for (; j < n; ++j) dst[j] = src[j];
 }
 
+absl::Status NonFiniteError(const float* row, int64_t t, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    if (!std::isfinite(row[j])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch row ", t, ", column ", j, " is ",
+                       std::isnan(row[j]) ? "NaN" : (row[j] > 0 ? "+inf" : "-inf"),
+                       "; nothing of the batch was added"));
+    }
+  }
+  return absl::InternalError(absl::StrCat("batch row ", t, ": no non-finite value found"));
+}
+
 // Block mode with the kernel of upper_gram.h, for blocks up to this size: a
 // panel of kPanelBytes holds at least 16 tokens. Larger blocks use DSYRK,
 // which is fast enough there (0.73x of DGEMM and up from k = 256).
@@ -80,8 +93,9 @@ bool UsesGramKernel(int64_t dim, int64_t block_size) {
 }
 
 // Adds x^T x into the upper triangles of the diagonal blocks `upper` (of
-// block_size channels, the last maybe fewer) with the kernel of upper_gram.h.
-// `scratch` is reused for the panel. REQUIRES: UsesGramKernel(...).
+// block_size channels, the last maybe fewer) with the kernel of upper_gram.h,
+// kGroupTokens tokens at a time through every block. `scratch` is reused for
+// the panel. REQUIRES: UsesGramKernel(...).
 void AddBlocksWithKernel(const Eigen::Ref<const RowMatrixXf>& x, int64_t block_size,
                          std::vector<RowMatrixXd>& upper, std::vector<double>& scratch) {
   const int64_t panel_tokens = std::clamp<int64_t>(
@@ -110,19 +124,35 @@ void AddBlocksWithKernel(const Eigen::Ref<const RowMatrixXf>& x, int64_t block_s
   }
 }
 
-absl::Status NonFiniteError(const float* row, int64_t t, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    if (!std::isfinite(row[j])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch row ", t, ", column ", j, " is ",
-                       std::isnan(row[j]) ? "NaN" : (row[j] > 0 ? "+inf" : "-inf"),
-                       "; nothing of the batch was added"));
-    }
-  }
-  return absl::InternalError(absl::StrCat("batch row ", t, ": no non-finite value found"));
-}
-
 }  // namespace
+
+// What a batch contributes besides x x^T, summed token by token in order.
+struct SiteStatistics::BatchScan {
+  explicit BatchScan(int64_t dim) : absmax(Eigen::ArrayXf::Zero(dim)) {}
+
+  // Checks tokens [t0, t1) of x and adds their ranges and magnitudes.
+  // InvalidArgument naming the first NaN or infinity (a batch row index).
+  absl::Status Rows(const Eigen::Ref<const RowMatrixXf>& x, int64_t t0, int64_t t1) {
+    const int64_t dim = x.cols();
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* row = x.data() + t * x.outerStride();
+      const TokenScan token = ScanToken(row, dim);
+      if (!token.finite) return NonFiniteError(row, t, dim);
+      absmax = absmax.max(Eigen::Map<const Eigen::ArrayXf>(row, dim).abs());
+      const double hi = token.hi;
+      const double lo = token.lo;
+      const double asymmetric_range = hi - lo;
+      const double symmetric_range = 2.0 * std::max(hi, -lo);
+      asymmetric += asymmetric_range * asymmetric_range;
+      symmetric += symmetric_range * symmetric_range;
+    }
+    return absl::OkStatus();
+  }
+
+  double asymmetric = 0.0;
+  double symmetric = 0.0;
+  Eigen::ArrayXf absmax;
+};
 
 SiteStatistics::SiteStatistics(int64_t dim, int64_t block_size, int64_t chunk_rows)
     : dim_(dim),
@@ -172,36 +202,55 @@ absl::Status SiteStatistics::Accumulate(const Eigen::Ref<const RowMatrixXf>& x) 
         absl::StrCat("token count ", tokens_, " + ", rows, " overflows int64"));
   }
 
-  // Pass 1 checks the whole batch and sums what concentration needs, before
-  // anything is added, so that an error leaves the statistics as they were.
-  double asymmetric = 0.0;
-  double symmetric = 0.0;
-  Eigen::ArrayXf absmax = Eigen::ArrayXf::Zero(dim_);
-  for (int64_t t = 0; t < rows; ++t) {
-    const float* row = x.data() + t * x.outerStride();
-    const TokenScan scan = ScanToken(row, dim_);
-    if (!scan.finite) return NonFiniteError(row, t, dim_);
-    absmax = absmax.max(Eigen::Map<const Eigen::ArrayXf>(row, dim_).abs());
-    const double hi = scan.hi;
-    const double lo = scan.lo;
-    const double asymmetric_range = hi - lo;
-    const double symmetric_range = 2.0 * std::max(hi, -lo);
-    asymmetric += asymmetric_range * asymmetric_range;
-    symmetric += symmetric_range * symmetric_range;
-  }
-
+  BatchScan scan(dim_);
   if (UsesGramKernel(dim_, block_size_)) {
-    AddBlocksWithKernel(x, block_size_, upper_, scratch_.data);
+    CATQ_RETURN_IF_ERROR(AddWithKernel(x, scan));
   } else {
+    // The whole batch is checked, and what concentration needs summed,
+    // before any of it is added, so that an error leaves the statistics as
+    // they were.
+    CATQ_RETURN_IF_ERROR(scan.Rows(x, 0, rows));
     AddWithSyrk(x);
   }
 
   tokens_ += rows;
   if (has_channel_absmax()) {
-    channel_absmax_ = channel_absmax_.cwiseMax(absmax.matrix().cast<double>());
+    channel_absmax_ = channel_absmax_.cwiseMax(scan.absmax.matrix().cast<double>());
   }
-  range_sq_sum_[static_cast<size_t>(ActivationRange::kAsymmetric)] += asymmetric;
-  range_sq_sum_[static_cast<size_t>(ActivationRange::kSymmetric)] += symmetric;
+  range_sq_sum_[static_cast<size_t>(ActivationRange::kAsymmetric)] += scan.asymmetric;
+  range_sq_sum_[static_cast<size_t>(ActivationRange::kSymmetric)] += scan.symmetric;
+  return absl::OkStatus();
+}
+
+// One pass over the batch: each group of kGroupTokens tokens is scanned,
+// then added while it is still in cache (reading a large batch from memory
+// twice, once to check it and once to add it, costs about as much as the
+// conversion). An error in a later group must leave the statistics as they
+// were, so the blocks are restored: zeroed when there were no tokens (what
+// calibration's per-sequence buffers hold), else copied back from a
+// snapshot taken first (d*k doubles, small beside a batch's work).
+absl::Status SiteStatistics::AddWithKernel(const Eigen::Ref<const RowMatrixXf>& x,
+                                           BatchScan& scan) {
+  const bool snapshot = tokens_ > 0;
+  if (snapshot) {
+    scratch_.backup.resize(upper_.size());
+    for (size_t b = 0; b < upper_.size(); ++b) scratch_.backup[b] = upper_[b];
+  }
+  const int64_t rows = x.rows();
+  for (int64_t g0 = 0; g0 < rows; g0 += kGroupTokens) {
+    const int64_t g1 = std::min(rows, g0 + kGroupTokens);
+    if (absl::Status status = scan.Rows(x, g0, g1); !status.ok()) {
+      for (size_t b = 0; b < upper_.size(); ++b) {
+        if (snapshot) {
+          upper_[b] = scratch_.backup[b];
+        } else {
+          upper_[b].setZero();
+        }
+      }
+      return status;
+    }
+    AddBlocksWithKernel(x.middleRows(g0, g1 - g0), block_size_, upper_, scratch_.data);
+  }
   return absl::OkStatus();
 }
 

@@ -8,9 +8,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/cat/site_statistics.h"
 #include "core/cat/upper_gram.h"
@@ -156,6 +158,45 @@ TEST(UpperGram, BlockModeStatisticsEqualPlainFloat64Loop) {
         EXPECT_LT(UpperRelativeError(*sum, PlainGram(part, range.begin, range.size)), kTolerance)
             << "block " << b;
       }
+    }
+  }
+}
+
+// The kernel's single pass adds group after group of tokens as it checks
+// them: a NaN or infinity in a late group must still leave the statistics
+// bit for bit as they were, from empty and from non-empty statistics.
+TEST(UpperGram, ABadTokenInALateGroupLeavesTheStatisticsAsTheyWere) {
+  const RowMatrixXf clean = Activations(300, 260, 5);
+  for (int64_t k : {7, 128}) {
+    for (int64_t tokens_before : {0, 50}) {
+      SCOPED_TRACE(absl::StrCat("k = ", k, ", tokens before = ", tokens_before));
+      absl::StatusOr<SiteStatistics> stats = SiteStatistics::Create(260, {.block_size = k});
+      ASSERT_OK(stats);
+      ASSERT_OK(stats->Accumulate(clean.topRows(tokens_before)));
+      const SiteStatistics before = *stats;
+
+      RowMatrixXf bad = clean.bottomRows(250);
+      bad(201, 250) = std::numeric_limits<float>::quiet_NaN();  // the fourth group of 64
+      EXPECT_STATUS(stats->Accumulate(bad), absl::StatusCode::kInvalidArgument,
+                    "batch row 201, column 250 is NaN");
+      bad(201, 250) = 0.0f;
+      bad(249, 0) = -std::numeric_limits<float>::infinity();  // the last row
+      EXPECT_STATUS(stats->Accumulate(bad), absl::StatusCode::kInvalidArgument,
+                    "batch row 249, column 0 is -inf");
+
+      EXPECT_EQ(stats->tokens(), tokens_before);
+      for (int64_t b = 0; b < stats->NumBlocks(); ++b) {
+        absl::StatusOr<Eigen::MatrixXd> now = stats->SumBlock(b);
+        absl::StatusOr<Eigen::MatrixXd> was = before.SumBlock(b);
+        ASSERT_OK(now);
+        ASSERT_OK(was);
+        EXPECT_EQ(*now, *was) << "block " << b;
+      }
+      EXPECT_EQ(stats->channel_absmax(), before.channel_absmax());
+      EXPECT_EQ(stats->range_sq_sum(ActivationRange::kAsymmetric),
+                before.range_sq_sum(ActivationRange::kAsymmetric));
+      EXPECT_EQ(stats->range_sq_sum(ActivationRange::kSymmetric),
+                before.range_sq_sum(ActivationRange::kSymmetric));
     }
   }
 }
