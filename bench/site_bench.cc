@@ -29,8 +29,7 @@
 // Peak memory is getrusage's ru_maxrss, read after every site's parts ran
 // (the figure comparable with PyTorch's) and at the end. Linux carries the
 // high-water mark of the process that forked this one across exec, so start
-// it from a small parent. The full run takes about 10 s (plus the synthetic
-// inputs' generation).
+// it from a small parent. The full synthetic run takes about 15 s on 2 cores.
 //
 //   catq_bench_site                         # synthetic inputs, Llama-7B shapes
 //   catq_bench_site --quick                 # d = 256 and 688 (a tail block), 256 rows
