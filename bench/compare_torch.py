@@ -26,9 +26,10 @@ levels; counted and printed). Disagreement exits with status 1; speed is only
 printed. Without PyTorch the script prints why and exits with status 77
 (ctest's skip).
 
-    flock /tmp/catq-cpu.lock /usr/bin/python3 bench/compare_torch.py \\
-        --bench build/bench/catq_bench_site --threads 2
-    /usr/bin/python3 bench/compare_torch.py --bench ... --quick   # seconds
+    /usr/bin/python3 bench/compare_torch.py --threads 2 --reps 3  # ~90 s
+    /usr/bin/python3 bench/compare_torch.py --quick               # seconds
+
+(``--bench`` names the catq_bench_site binary; build/bench/ by default.)
 """
 
 from __future__ import annotations
