@@ -29,21 +29,14 @@ int64_t DefaultChunkRows(int64_t dim) {
   return std::clamp(kChunkElements / dim, kMinDefaultChunkRows, kMaxDefaultChunkRows);
 }
 
-// What one token contributes besides x x^T (its squared norm is already on
-// the diagonal of x x^T, so it is not summed here).
-struct TokenScan {
-  float hi = 0.0f;  // max(x, 0)
-  float lo = 0.0f;  // min(x, 0)
-  bool finite = true;
-};
-
-// Scans one token with three vectorized float reductions, which beat one fused
-// scalar loop at the baseline ISA. x * 0 is NaN exactly for a NaN or infinite
+// What upper_gram::ScanToken finds (bar the channel maxima), where the CPU
+// lacks AVX2: three vectorized float reductions, which beat one fused scalar
+// loop at the baseline ISA. x * 0 is NaN exactly for a NaN or infinite
 // x, so the sum of x * 0 is the finiteness test; max and min count only when
 // it passes.
-TokenScan ScanToken(const float* v, int64_t n) {
+upper_gram::TokenScan PortableScanToken(const float* v, int64_t n) {
   const Eigen::Map<const Eigen::ArrayXf> x(v, n);
-  TokenScan scan;
+  upper_gram::TokenScan scan;
   scan.finite = std::isfinite((x * 0.0f).sum());
   scan.hi = std::max(x.maxCoeff(), 0.0f);
   scan.lo = std::min(x.minCoeff(), 0.0f);
@@ -134,11 +127,15 @@ struct SiteStatistics::BatchScan {
   // InvalidArgument naming the first NaN or infinity (a batch row index).
   absl::Status Rows(const Eigen::Ref<const RowMatrixXf>& x, int64_t t0, int64_t t1) {
     const int64_t dim = x.cols();
+    // The AVX2 scan where the CPU has it: the same values, one read.
+    const bool single_pass = upper_gram::Available();
     for (int64_t t = t0; t < t1; ++t) {
       const float* row = x.data() + t * x.outerStride();
-      const TokenScan token = ScanToken(row, dim);
+      const upper_gram::TokenScan token = single_pass
+                                              ? upper_gram::ScanToken(row, dim, absmax.data())
+                                              : PortableScanToken(row, dim);
       if (!token.finite) return NonFiniteError(row, t, dim);
-      absmax = absmax.max(Eigen::Map<const Eigen::ArrayXf>(row, dim).abs());
+      if (!single_pass) absmax = absmax.max(Eigen::Map<const Eigen::ArrayXf>(row, dim).abs());
       const double hi = token.hi;
       const double lo = token.lo;
       const double asymmetric_range = hi - lo;

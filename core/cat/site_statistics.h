@@ -31,16 +31,19 @@
 // Numerics: full mode converts each batch to float64 in chunks of rows (a
 // buffer the object keeps and reuses) and adds them with an OpenBLAS DSYRK
 // into the upper triangle of the matrix. Block mode with k <= 256 on a CPU
-// with AVX2 and FMA uses the kernel of core/cat/upper_gram.h instead: groups
-// of 64 tokens, each block's columns widened into a float64 panel that stays
-// in L1 and summed in 4 x 12 register tiles (about 1.3x the speed of DSYRK on
-// 128 columns); larger blocks, and CPUs without AVX2, use DSYRK. Either way
-// the sums are float64, the lower triangle is never read and the accessors
-// return symmetrized copies. Blocks are column ranges [b k, (b+1) k); when k
-// does not divide d the last block is smaller (d - (n-1) k). Block mode
-// keeps d*k doubles, full mode d*d, both plus the conversion buffer
-// (chunk_rows x d doubles, about 16 MB by default; a 32 KB panel for the
-// kernel). A batch is checked in full before any of it is added.
+// with AVX2 and FMA uses the kernel of core/cat/upper_gram.h instead, in one
+// pass over the batch: each group of 64 tokens is checked and scanned, then,
+// while still in cache, each block's columns are widened into a float64
+// panel that stays in L1 and summed in 4 x 12 register tiles (1.4x the speed
+// of DSYRK on 128 columns, bench/README.md); larger blocks, and CPUs without
+// AVX2, use DSYRK. Either way the sums are float64, the lower triangle is
+// never read and the accessors return symmetrized copies. Blocks are column
+// ranges [b k, (b+1) k); when k does not divide d the last block is smaller
+// (d - (n-1) k). Block mode keeps d*k doubles, full mode d*d, both plus the
+// conversion buffer (chunk_rows x d doubles, about 16 MB by default; a 32 KB
+// panel for the kernel, and a copy of the blocks once a batch is added to
+// non-empty statistics). Nothing of a rejected batch is added: DSYRK's path
+// checks the whole batch first; the kernel's restores the blocks.
 //
 // Thread-safety: const methods may run concurrently; Accumulate and Merge need
 // exclusive access. Accumulate runs one SYRK per block and chunk with as many

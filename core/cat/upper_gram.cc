@@ -145,6 +145,43 @@ void AddUpperGram(const double* panel, int64_t rows, int64_t n, double* c, int64
   }
 }
 
+TokenScan ScanToken(const float* x, int64_t n, float* absmax) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
+  __m256 hi = _mm256_setzero_ps();
+  __m256 lo = _mm256_setzero_ps();
+  // All ones while every |x| < inf; a NaN compares false.
+  __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    const __m256 magnitude = _mm256_andnot_ps(sign, v);
+    hi = _mm256_max_ps(hi, v);
+    lo = _mm256_min_ps(lo, v);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(magnitude, inf, _CMP_LT_OQ));
+    _mm256_storeu_ps(absmax + j, _mm256_max_ps(_mm256_loadu_ps(absmax + j), magnitude));
+  }
+  alignas(32) float his[8];
+  alignas(32) float los[8];
+  _mm256_store_ps(his, hi);
+  _mm256_store_ps(los, lo);
+  TokenScan scan;
+  scan.finite = _mm256_movemask_ps(finite) == 0xff;
+  for (int i = 0; i < 8; ++i) {
+    scan.hi = his[i] > scan.hi ? his[i] : scan.hi;
+    scan.lo = los[i] < scan.lo ? los[i] : scan.lo;
+  }
+  for (; j < n; ++j) {
+    const float v = x[j];
+    const float magnitude = v < 0.0f ? -v : v;
+    if (!(magnitude < __builtin_inff())) scan.finite = false;
+    scan.hi = v > scan.hi ? v : scan.hi;
+    scan.lo = v < scan.lo ? v : scan.lo;
+    absmax[j] = magnitude > absmax[j] ? magnitude : absmax[j];
+  }
+  return scan;
+}
+
 #pragma GCC pop_options
 
 }  // namespace catq::upper_gram

@@ -24,6 +24,9 @@
 // thread count. Lower-triangle entries of C are never read; some near the
 // diagonal are written (with lower-triangle sums), which callers ignore.
 //
+// ScanToken, the per-token check and range scan that goes with the kernel,
+// reads each value once where the portable code needs four passes.
+//
 // The functions need AVX2 and FMA: call them only when Available() says so
 // (checked once, at run time); otherwise use cblas_dsyrk.
 #ifndef CATQ_CORE_CAT_UPPER_GRAM_H_
@@ -55,6 +58,21 @@ void PackPanel(const float* x, int64_t x_stride, int64_t rows, int64_t n, double
 // Fastest when the panel fits in L1 (rows * PanelStride(n) * 8 bytes of
 // 32 KB or less).
 void AddUpperGram(const double* panel, int64_t rows, int64_t n, double* c, int64_t ldc);
+
+// What SiteStatistics records of one token besides x x^T.
+struct TokenScan {
+  float hi = 0.0f;  // max(x, 0)
+  float lo = 0.0f;  // min(x, 0)
+  bool finite = true;
+};
+
+// ScanToken
+//
+// Scans the n floats of one token in a single pass: max(x, 0), min(x, 0),
+// whether every value is finite, and absmax[j] = max(absmax[j], |x_j|). The
+// same values as any other order (maxima and minima are exact); when a value
+// is not finite, hi, lo and absmax are meaningless. REQUIRES: Available().
+TokenScan ScanToken(const float* x, int64_t n, float* absmax);
 
 }  // namespace catq::upper_gram
 

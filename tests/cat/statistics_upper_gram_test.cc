@@ -99,6 +99,41 @@ TEST(UpperGram, PackPanelWidensExactlyAndZerosThePadding) {
   }
 }
 
+// The one-pass token scan against its definition, on lengths around the
+// 8-float vector, with a NaN or infinity at every position.
+TEST(UpperGram, ScanTokenFollowsTheDefinitions) {
+  if (!upper_gram::Available()) GTEST_SKIP() << "this CPU lacks AVX2/FMA";
+  const RowMatrixXf x = Activations(4, 33, 6);
+  for (int64_t n : {1, 7, 8, 9, 17, 33}) {
+    for (int64_t t = 0; t < x.rows(); ++t) {
+      SCOPED_TRACE(absl::StrCat("n = ", n, ", token ", t));
+      std::vector<float> absmax(static_cast<size_t>(n), 0.5f);
+      const upper_gram::TokenScan scan = upper_gram::ScanToken(&x(t, 0), n, absmax.data());
+      float hi = 0.0f;
+      float lo = 0.0f;
+      for (int64_t j = 0; j < n; ++j) {
+        hi = std::max(hi, x(t, j));
+        lo = std::min(lo, x(t, j));
+        EXPECT_EQ(absmax[static_cast<size_t>(j)], std::max(0.5f, std::abs(x(t, j)))) << j;
+      }
+      EXPECT_TRUE(scan.finite);
+      EXPECT_EQ(scan.hi, hi);
+      EXPECT_EQ(scan.lo, lo);
+
+      for (float bad :
+           {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+            -std::numeric_limits<float>::infinity()}) {
+        for (int64_t j = 0; j < n; ++j) {
+          std::vector<float> token(&x(t, 0), &x(t, 0) + n);
+          token[static_cast<size_t>(j)] = bad;
+          EXPECT_FALSE(upper_gram::ScanToken(token.data(), n, absmax.data()).finite)
+              << bad << " at " << j;
+        }
+      }
+    }
+  }
+}
+
 // Every block size from 1 up past two 12-wide tiles and the bench's 128, with
 // token counts below, at and above multiples of 2 (the 4-wide tile's pairs)
 // and of a panel, into a C with a wider row stride whose extra columns and
