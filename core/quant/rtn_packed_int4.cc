@@ -1,6 +1,7 @@
-// RTN straight to packed int4: per row, the row kernel writes the levels of
-// one row into a row-sized scratch (cache-resident), and the pack kernel
-// turns them into words; the [out, in] int8 array of QuantizeRtn never exists.
+// RTN straight to packed int4, row by row: the AVX2 kernel packs the level
+// vectors into words directly where groups start on 32-element boundaries,
+// and otherwise goes through one row of int8 levels (cache-resident); the
+// [out, in] int8 array of QuantizeRtn never exists.
 #include "core/quant/rtn_packed_int4.h"
 
 #include <bit>
@@ -27,13 +28,13 @@ struct RowSource {
   const T* Row(int64_t r) const { return data + r * stride; }
 };
 
-bool QuantizeRow(const RtnKernels& kernels, const float* row, const RtnRowSpec& spec, int8_t* q,
-                 float* scales, int8_t* zeros) {
-  return kernels.quantize_f32(row, spec, q, scales, zeros);
+bool QuantizePackRow(const RtnKernels& kernels, const float* row, const RtnRowSpec& spec,
+                     int8_t* scratch, uint32_t* words, float* scales, int8_t* zeros) {
+  return kernels.quantize_pack_f32(row, spec, scratch, words, scales, zeros);
 }
-bool QuantizeRow(const RtnKernels& kernels, const uint16_t* row, const RtnRowSpec& spec, int8_t* q,
-                 float* scales, int8_t* zeros) {
-  return kernels.quantize_bf16(row, spec, q, scales, zeros);
+bool QuantizePackRow(const RtnKernels& kernels, const uint16_t* row, const RtnRowSpec& spec,
+                     int8_t* scratch, uint32_t* words, float* scales, int8_t* zeros) {
+  return kernels.quantize_pack_bf16(row, spec, scratch, words, scales, zeros);
 }
 
 template <typename T>
@@ -51,7 +52,7 @@ absl::StatusOr<RtnPackedInt4> QuantizePack(const RtnKernels& kernels, RowSource<
   packed.weight_packed.resize(rows * words_per_row);
   out.scales.resize(rows * groups);
   std::vector<int8_t> zeros(options.symmetric ? 0 : rows * groups);
-  std::vector<int8_t> q_row(cols);
+  std::vector<int8_t> scratch(cols);  // one row of levels, for the kernels' own use
 
   const RtnRowSpec spec{cols, options.group_size, options.bits, options.symmetric, round_scale};
   // int32_t and uint32_t may alias each other: the words are built unsigned.
@@ -59,13 +60,13 @@ absl::StatusOr<RtnPackedInt4> QuantizePack(const RtnKernels& kernels, RowSource<
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = source.Row(r);
     int8_t* zeros_row = options.symmetric ? nullptr : zeros.data() + r * groups;
-    if (!QuantizeRow(kernels, row, spec, q_row.data(), out.scales.data() + r * groups, zeros_row)) {
+    if (!QuantizePackRow(kernels, row, spec, scratch.data(), words + r * words_per_row,
+                         out.scales.data() + r * groups, zeros_row)) {
       for (int64_t c = 0; c < cols; ++c) {
         if (!std::isfinite(Widen(row[c]))) return NonFiniteWeightError(r, c, Widen(row[c]));
       }
       return absl::InternalError(absl::StrCat("weight row ", r, ": rejected but finite"));
     }
-    kernels.pack_int4(q_row.data(), cols, words + r * words_per_row);
   }
   for (size_t i = 0; i < out.scales.size(); ++i) {
     if (std::isfinite(out.scales[i])) continue;

@@ -74,8 +74,20 @@ bool LevelsWithinPortable(const int8_t* levels, int64_t n, int lo, int hi) {
   return true;
 }
 
-constexpr RtnKernels kPortable = {"portable", QuantizeRowPortable<float>,
-                                  QuantizeRowPortable<uint16_t>, PackRowInt4Portable,
+template <typename T>
+bool QuantizePackRowPortable(const T* row, const RtnRowSpec& spec, int8_t* scratch, uint32_t* words,
+                             float* scales, int8_t* zeros) {
+  if (!QuantizeRowPortable(row, spec, scratch, scales, zeros)) return false;
+  PackRowInt4Portable(scratch, spec.cols, words);
+  return true;
+}
+
+constexpr RtnKernels kPortable = {"portable",
+                                  QuantizeRowPortable<float>,
+                                  QuantizeRowPortable<uint16_t>,
+                                  QuantizePackRowPortable<float>,
+                                  QuantizePackRowPortable<uint16_t>,
+                                  PackRowInt4Portable,
                                   LevelsWithinPortable};
 
 }  // namespace

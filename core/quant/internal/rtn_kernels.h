@@ -52,6 +52,14 @@ using QuantizeRowF32Fn = bool (*)(const float* row, const RtnRowSpec& spec, int8
 using QuantizeRowBf16Fn = bool (*)(const uint16_t* row, const RtnRowSpec& spec, int8_t* q,
                                    float* scales, int8_t* zeros);
 
+// Quantizes one row as above (bits <= 4) and writes its levels packed:
+// WordsFor(cols) words of the compressed-tensors layout (as PackRowInt4Fn).
+// `scratch` holds cols bytes the kernel may use.
+using QuantizePackRowF32Fn = bool (*)(const float* row, const RtnRowSpec& spec, int8_t* scratch,
+                                      uint32_t* words, float* scales, int8_t* zeros);
+using QuantizePackRowBf16Fn = bool (*)(const uint16_t* row, const RtnRowSpec& spec, int8_t* scratch,
+                                       uint32_t* words, float* scales, int8_t* zeros);
+
 // Packs `cols` levels in [-8, 7] into WordsFor(cols) words of the
 // compressed-tensors layout: nibble q + 8, lowest nibble first, padding 8.
 using PackRowInt4Fn = void (*)(const int8_t* q, int64_t cols, uint32_t* words);
@@ -63,6 +71,8 @@ struct RtnKernels {
   const char* name;
   QuantizeRowF32Fn quantize_f32;
   QuantizeRowBf16Fn quantize_bf16;
+  QuantizePackRowF32Fn quantize_pack_f32;
+  QuantizePackRowBf16Fn quantize_pack_bf16;
   PackRowInt4Fn pack_int4;
   LevelsWithinFn levels_within;
 };
