@@ -17,7 +17,9 @@
 //   x / scale      vdivps: IEEE division, correctly rounded like divss;
 //   round          vroundps to nearest, ties to even (std::nearbyint);
 //   clamp          vmaxps(r, lo) then vminps(r, hi), as RoundToLevel's
-//                  fmax then fmin (vmaxps returns lo for NaN, like fmax);
+//                  fmax then fmin (vmaxps returns lo for NaN, like fmax),
+//                  left out for a group whose extreme values round inside
+//                  the grid (then no value of it can round outside);
 //   to int         vcvttps2dq of an integral value in range: exact.
 // Elements past the last multiple of 8 of a group go through grid.h itself.
 #include <algorithm>
