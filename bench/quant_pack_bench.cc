@@ -1,7 +1,9 @@
-// catq_bench_quant_pack: throughput of the RTN quantizer and the
-// compressed-tensors int4 packer on Llama-7B-like weight shapes, printed as
-// GB/s of input bytes and as a ratio to memcpy over the same bytes, timed in
-// the same run. Single thread; each figure is the best of --reps runs.
+// catq_bench_quant_pack: throughput of the RTN quantizer (the fast
+// QuantizeRtn, and QuantizeRtnReference for comparison), the
+// compressed-tensors int4 packer and the fused RTN-to-int4 paths from f32 and
+// bf16 on Llama-7B-like weight shapes, printed as GB/s of input bytes and as
+// a ratio to memcpy over the same bytes, timed in the same run. Single
+// thread; each figure is the best of --reps runs.
 //
 //   catq_bench_quant_pack            # 4096 x 4096 and 11008 x 4096
 //   catq_bench_quant_pack --quick    # 1024 x 1024 (or CATQ_BENCH_QUICK=1)
@@ -27,8 +29,10 @@
 #include "benchmark/benchmark.h"
 #include "core/math/eigen_types.h"
 #include "core/quant/compressed_tensors_pack.h"
+#include "core/quant/internal/rtn_kernels.h"
 #include "core/quant/quantized_weight.h"
 #include "core/quant/rtn.h"
+#include "core/quant/rtn_packed_int4.h"
 #include "core/quant/weight_quant_options.h"
 #include "core/tensor/dtype.h"
 #include "core/tensor/half.h"
@@ -127,6 +131,25 @@ QuantizedWeight QuantizeOrDie(const Eigen::Ref<const RowMatrixXf>& w,
   return *std::move(qw);
 }
 
+QuantizedWeight QuantizeReferenceOrDie(const Eigen::Ref<const RowMatrixXf>& w,
+                                       const WeightQuantOptions& options) {
+  absl::StatusOr<QuantizedWeight> qw = QuantizeRtnReference(w, options);
+  if (!qw.ok()) Die("QuantizeRtnReference: " + qw.status().ToString());
+  return *std::move(qw);
+}
+
+// As the output writer rounds float16 scales (core/output/packed_linear.cc).
+float RoundUpToF16(float v) {
+  uint16_t h = FloatToHalf(v);
+  if (HalfToFloat(h) < v) ++h;
+  return HalfToFloat(h);
+}
+
+RtnPackedInt4 PackedOrDie(absl::StatusOr<RtnPackedInt4> packed) {
+  if (!packed.ok()) Die("QuantizeRtnPackInt4: " + packed.status().ToString());
+  return *std::move(packed);
+}
+
 CompressedTensorsInt4 PackOrDie(const QuantizedWeight& qw) {
   absl::StatusOr<CompressedTensorsInt4> packed = PackInt4CompressedTensors(qw);
   if (!packed.ok()) Die("PackInt4CompressedTensors: " + packed.status().ToString());
@@ -159,10 +182,10 @@ void PrintTable(const Shape& shape, const std::vector<Row>& rows) {
   const double elements = static_cast<double>(shape.rows * shape.cols);
   std::printf("\nshape %lld x %lld (%s), %.1f M elements\n", static_cast<long long>(shape.rows),
               static_cast<long long>(shape.cols), shape.what, elements / 1e6);
-  std::printf("%-30s %-7s %9s %10s %8s %8s  %s\n", "stage", "input", "in MB", "best ms", "GB/s",
+  std::printf("%-38s %-5s %7s %9s %7s %8s  %s\n", "stage", "input", "in MB", "best ms", "GB/s",
               "ns/elem", "vs same-run memcpy");
   for (const Row& row : rows) {
-    std::printf("%-30s %-7s %9.1f %10.2f %8.2f %8.3f", row.name.c_str(), row.input.c_str(),
+    std::printf("%-38s %-5s %7.1f %9.2f %7.2f %8.3f", row.name.c_str(), row.input.c_str(),
                 row.bytes / 1e6, row.seconds * 1e3, GBPerSecond(row), row.seconds * 1e9 / elements);
     if (const Row* ref = find_reference(row.reference); ref != nullptr) {
       std::printf("  %.3fx %s", GBPerSecond(row) / GBPerSecond(*ref), ReferenceName(row.reference));
@@ -183,6 +206,8 @@ void RunShape(const Shape& shape, const Flags& flags) {
   WeightQuantOptions g128;  // 4 bits, symmetric
   g128.group_size = 128;
   WeightQuantOptions per_channel;  // 4 bits, symmetric, kPerChannelGroupSize
+  WeightQuantOptions asym_g128 = g128;
+  asym_g128.symmetric = false;
 
   std::vector<Row> rows;
 
@@ -216,6 +241,13 @@ void RunShape(const Shape& shape, const Flags& flags) {
 
   // The stages. QuantizeRtn and the packer allocate their outputs on every
   // call, as real callers get them; that cost is part of the figure.
+  rows.push_back({"QuantizeRtnReference sym g128", "f32", f32_bytes,
+                  BestSeconds(std::min(flags.reps, 3),
+                              [&] {
+                                QuantizedWeight out = QuantizeReferenceOrDie(w, g128);
+                                benchmark::DoNotOptimize(out.q.data());
+                              }),
+                  Reference::kMemcpyF32});
   rows.push_back({"QuantizeRtn sym g128", "f32", f32_bytes,
                   BestSeconds(flags.reps,
                               [&] {
@@ -227,6 +259,13 @@ void RunShape(const Shape& shape, const Flags& flags) {
                   BestSeconds(flags.reps,
                               [&] {
                                 QuantizedWeight out = QuantizeOrDie(w, per_channel);
+                                benchmark::DoNotOptimize(out.q.data());
+                              }),
+                  Reference::kMemcpyF32});
+  rows.push_back({"QuantizeRtn asym g128", "f32", f32_bytes,
+                  BestSeconds(flags.reps,
+                              [&] {
+                                QuantizedWeight out = QuantizeOrDie(w, asym_g128);
                                 benchmark::DoNotOptimize(out.q.data());
                               }),
                   Reference::kMemcpyF32});
@@ -263,6 +302,47 @@ void RunShape(const Shape& shape, const Flags& flags) {
                                 const QuantizedWeight q = QuantizeOrDie(scratch, g128);
                                 CompressedTensorsInt4 out = PackOrDie(q);
                                 benchmark::DoNotOptimize(out.weight_packed.data());
+                              }),
+                  Reference::kMemcpyBf16});
+
+  // Fused: straight from the f32 or bf16 weight to packed nibbles + scales.
+  rows.push_back({"f32 -> QuantizeRtnPackInt4 g128", "f32", f32_bytes,
+                  BestSeconds(flags.reps,
+                              [&] {
+                                RtnPackedInt4 out = PackedOrDie(QuantizeRtnPackInt4(w, g128));
+                                benchmark::DoNotOptimize(out.packed.weight_packed.data());
+                              }),
+                  Reference::kMemcpyF32});
+  rows.push_back({"bf16 -> QuantizeRtnPackInt4FromBf16 g128", "bf16", bf16_bytes,
+                  BestSeconds(flags.reps,
+                              [&] {
+                                RtnPackedInt4 out = PackedOrDie(QuantizeRtnPackInt4FromBf16(
+                                    w_bf16, shape.rows, shape.cols, g128));
+                                benchmark::DoNotOptimize(out.packed.weight_packed.data());
+                              }),
+                  Reference::kMemcpyBf16});
+  rows.push_back({"  same, f16 scales (round up)", "bf16", bf16_bytes,
+                  BestSeconds(flags.reps,
+                              [&] {
+                                RtnPackedInt4 out = PackedOrDie(QuantizeRtnPackInt4FromBf16(
+                                    w_bf16, shape.rows, shape.cols, g128, RoundUpToF16));
+                                benchmark::DoNotOptimize(out.packed.weight_packed.data());
+                              }),
+                  Reference::kMemcpyBf16});
+  rows.push_back({"  same, asym g128", "bf16", bf16_bytes,
+                  BestSeconds(flags.reps,
+                              [&] {
+                                RtnPackedInt4 out = PackedOrDie(QuantizeRtnPackInt4FromBf16(
+                                    w_bf16, shape.rows, shape.cols, asym_g128));
+                                benchmark::DoNotOptimize(out.packed.weight_packed.data());
+                              }),
+                  Reference::kMemcpyBf16});
+  rows.push_back({"  same, per-channel", "bf16", bf16_bytes,
+                  BestSeconds(flags.reps,
+                              [&] {
+                                RtnPackedInt4 out = PackedOrDie(QuantizeRtnPackInt4FromBf16(
+                                    w_bf16, shape.rows, shape.cols, per_channel));
+                                benchmark::DoNotOptimize(out.packed.weight_packed.data());
                               }),
                   Reference::kMemcpyBf16});
 
@@ -319,9 +399,10 @@ int main(int argc, char** argv) {
     shapes.push_back({11008, 4096, "Llama-7B gate/up_proj"});
   }
   std::printf(
-      "catq_bench_quant_pack: single thread, best of %d runs after one warm-up, build %s\n"
+      "catq_bench_quant_pack: single thread, best of %d runs after one warm-up (reference: "
+      "at most 3), build %s, RTN kernels %s\n"
       "GB/s counts input bytes only; ratios are against memcpy of the same bytes in this run\n",
-      flags.reps, CATQ_BENCH_BUILD_TYPE);
+      flags.reps, CATQ_BENCH_BUILD_TYPE, catq::quant_internal::FastestRtnKernels().name);
   for (const catq::Shape& shape : shapes) catq::RunShape(shape, flags);
   return 0;
 }
