@@ -17,6 +17,7 @@
 #include "core/output/calibration_data.h"
 #include "core/output/layer_quantizer.h"
 #include "core/output/layer_result_io.h"
+#include "core/util/release_free_memory.h"
 #include "core/util/status_macros.h"
 #include "proto/grpc_status.h"
 #include "proto/recipe_conversion.h"
@@ -203,6 +204,7 @@ absl::Status RemoteWorker::RunTask(const v1::TaskLease& lease) {
   // goes back to the queue.
   TaskOutcome outcome = TaskOutcome::kReturned;
   const absl::Status status = RunLeasedTask(lease, outcome);
+  ReleaseFreeMemory();  // the layer's weights and results are freed: return their pages
   if (options_.metrics != nullptr) {
     options_.metrics->TaskEnded(outcome, absl::ToDoubleSeconds(absl::Now() - start));
   }
