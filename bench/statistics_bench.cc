@@ -1,8 +1,9 @@
 // catq_bench_statistics: throughput of SiteStatistics::Accumulate (the float64
 // SYRK that sums x x^T over calibration tokens, cat-method.md section 2.4) in
-// full and block mode, as GFLOP/s and as a ratio to OpenBLAS DGEMM and SGEMM
-// of the same product X^T X, timed in the same run. Each figure is the best of
-// --reps runs after one warm-up; the stages take turns, run by run.
+// full and block mode (block mode's own kernel, core/cat/upper_gram.h, also
+// alone), as GFLOP/s and as a ratio to OpenBLAS DGEMM and SGEMM of the same
+// product X^T X, timed in the same run. Each figure is the best of --reps
+// runs after one warm-up; the stages take turns, run by run.
 //
 //   catq_bench_statistics               # d = 4096: full, and blocks of k = 128
 //   catq_bench_statistics --quick       # d = 1024 (or CATQ_BENCH_QUICK=1)
@@ -31,6 +32,7 @@
 #include "absl/status/status.h"
 #include "benchmark/benchmark.h"
 #include "core/cat/site_statistics.h"
+#include "core/cat/upper_gram.h"
 #include "core/math/blas.h"
 #include "core/math/eigen_types.h"
 
@@ -156,6 +158,29 @@ void SyrkBlocks(const RowMatrixXd& x64, const SiteStatistics& shape, std::vector
   benchmark::DoNotOptimize(c.data());
 }
 
+// The block kernel alone (core/cat/upper_gram.h), as Accumulate runs it but
+// without the token scan: groups of 64 tokens through every block, panels of
+// 32 tokens widened from float32 and summed. REQUIRES: upper_gram::Available().
+void KernelBlocks(const RowMatrixXf& x, const SiteStatistics& shape, std::vector<double>& panel,
+                  std::vector<RowMatrixXd>& c) {
+  constexpr int64_t kGroup = 64;
+  constexpr int64_t kPanelTokens = 32;
+  double* p = panel.data();
+  while (reinterpret_cast<uintptr_t>(p) % 32 != 0) ++p;
+  for (int64_t g0 = 0; g0 < x.rows(); g0 += kGroup) {
+    const int64_t g1 = std::min(x.rows(), g0 + kGroup);
+    for (int64_t b = 0; b < shape.NumBlocks(); ++b) {
+      const ChannelRange range = shape.BlockRange(b);
+      for (int64_t t0 = g0; t0 < g1; t0 += kPanelTokens) {
+        const int64_t m = std::min(kPanelTokens, g1 - t0);
+        upper_gram::PackPanel(x.data() + t0 * x.cols() + range.begin, x.cols(), m, range.size, p);
+        upper_gram::AddUpperGram(p, m, range.size, c[static_cast<size_t>(b)].data(), range.size);
+      }
+    }
+  }
+  benchmark::DoNotOptimize(c.data());
+}
+
 double GFlops(const Stage& stage) { return stage.flops / stage.seconds / 1e9; }
 
 void PrintTable(const std::string& title, const std::vector<const Stage*>& rows, const Stage& dgemm,
@@ -227,6 +252,14 @@ void Run(const Flags& flags) {
                     [&] { CheckOk(full.Accumulate(buf.x), "SiteStatistics::Accumulate"); }});
   stages.push_back({"DSYRK blocks k=" + ks + ", X already float64", SyrkFlops(blocks, block_tokens),
                     [&] { SyrkBlocks(buf.xb64, blocks, buf.c_blocks); }});
+  // Without AVX2/FMA the kernel stage is left out (Accumulate uses DSYRK).
+  const bool kernel = upper_gram::Available();
+  std::vector<double> panel(32 * static_cast<size_t>(upper_gram::PanelStride(k)) + 4);
+  if (kernel) {
+    stages.push_back({"upper_gram kernel blocks k=" + ks + ", f32, no scan",
+                      SyrkFlops(blocks, block_tokens),
+                      [&] { KernelBlocks(buf.xb, blocks, panel, buf.c_blocks); }});
+  }
   stages.push_back({"Accumulate blocks k=" + ks + " (f32 batch, all incl.)",
                     SyrkFlops(blocks, block_tokens),
                     [&] { CheckOk(blocks.Accumulate(buf.xb), "SiteStatistics::Accumulate"); }});
@@ -236,7 +269,9 @@ void Run(const Flags& flags) {
   const Stage& sgemm = stages[1];
   PrintTable("full matrix", {&stages[0], &stages[1], &stages[2], &stages[3]}, dgemm, sgemm,
              full_tokens, d);
-  PrintTable("diagonal blocks, k = " + ks, {&stages[4], &stages[5]}, dgemm, sgemm, block_tokens, d);
+  std::vector<const Stage*> block_rows;
+  for (size_t i = 4; i < stages.size(); ++i) block_rows.push_back(&stages[i]);
+  PrintTable("diagonal blocks, k = " + ks, block_rows, dgemm, sgemm, block_tokens, d);
 }
 
 void Usage() {
