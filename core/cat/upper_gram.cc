@@ -15,8 +15,14 @@ bool Available() {
   return available;
 }
 
+// Everything below is compiled for AVX2 and FMA (callers check Available()
+// first). GCC and clang spell that differently; clang ignores GCC's pragma.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 
 namespace {
 
@@ -182,6 +188,10 @@ TokenScan ScanToken(const float* x, int64_t n, float* absmax) {
   return scan;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 }  // namespace catq::upper_gram
