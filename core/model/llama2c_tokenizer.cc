@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/model/llama2c_format.h"
+#include "core/model/sentencepiece_normalizer.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -114,6 +115,37 @@ absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::Load(Env* env, const std::str
   return Parse(bytes, vocab_size, path);
 }
 
+absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::FromVocabulary(Vocabulary vocabulary,
+                                                                  absl::string_view source) {
+  const size_t size = vocabulary.pieces.size();
+  if (vocabulary.scores.size() != size || vocabulary.merge_targets.size() != size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", size, " pieces, ", vocabulary.scores.size(), " scores and ",
+                     vocabulary.merge_targets.size(), " merge flags"));
+  }
+  if (static_cast<int64_t>(size) < kMinVocab) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", size, " pieces, below ", kMinVocab,
+                     ", too few for byte-fallback tokens <0x00>..<0xFF> at ids 3..258"));
+  }
+  for (int b = 0; b < 256; ++b) {
+    const std::string& piece = vocabulary.pieces[static_cast<size_t>(b + kByteFallbackOffset)];
+    if (ByteFallbackValue(piece) != b) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": piece ", b + kByteFallbackOffset, " is \"", piece,
+                       "\", not the byte-fallback piece of byte ", b));
+    }
+  }
+  Llama2cTokenizer tokenizer(std::move(vocabulary.pieces), std::move(vocabulary.scores));
+  if (tokenizer.dummy_prefix_id_ < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": no piece \" \" (U+2581 in SentencePiece), the dummy prefix"));
+  }
+  tokenizer.merge_targets_ = std::move(vocabulary.merge_targets);
+  tokenizer.sentencepiece_normalization_ = vocabulary.sentencepiece_normalization;
+  return tokenizer;
+}
+
 int32_t Llama2cTokenizer::Find(absl::string_view piece) const {
   auto it = ids_.find(piece);
   return it == ids_.end() ? -1 : it->second;
@@ -121,6 +153,12 @@ int32_t Llama2cTokenizer::Find(absl::string_view piece) const {
 
 std::vector<int32_t> Llama2cTokenizer::Encode(absl::string_view text, bool add_bos,
                                               bool add_eos) const {
+  if (!sentencepiece_normalization_) return EncodeNormalized(text, add_bos, add_eos);
+  return EncodeNormalized(NormalizeForSentencePiece(text), add_bos, add_eos);
+}
+
+std::vector<int32_t> Llama2cTokenizer::EncodeNormalized(absl::string_view text, bool add_bos,
+                                                        bool add_eos) const {
   // BOS takes part in the merges, as in llama2.c (no vocabulary merges it in
   // practice); EOS is appended after them.
   std::vector<int32_t> ids;
@@ -159,7 +197,7 @@ std::vector<int32_t> Llama2cTokenizer::Encode(absl::string_view text, bool add_b
     pair.assign(pieces_[l.id]);
     pair.append(pieces_[r.id]);
     const int32_t merged = Find(pair);
-    if (merged < 0 || !(scores_[merged] > kNoMergeScore)) return;
+    if (merged < 0 || !IsMergeTarget(merged) || !(scores_[merged] > kNoMergeScore)) return;
     heap.push({scores_[merged], left, l.id, r.id, merged});
   };
   for (size_t i = 0; i + 1 < nodes.size(); ++i) push_candidate(static_cast<int32_t>(i));

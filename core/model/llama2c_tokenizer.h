@@ -16,7 +16,10 @@
 //   5. with add_eos, EOS (2) last.
 // llama2.c rescans the whole sequence for every merge (quadratic); Encode
 // keeps the candidate pairs in a heap instead, which picks the same pair at
-// every step, so that long documents stay cheap.
+// every step, so that long documents stay cheap. A tokenizer made by
+// FromVocabulary (SentencePiece's tokenizer.model) encodes the same way, after
+// SentencePiece's normalization of the text and with merges only into the
+// pieces it marks as merge targets.
 //
 //   CATQ_ASSIGN_OR_RETURN(Llama2cTokenizer tok,
 //                         Llama2cTokenizer::Load(env, dir + "/tokenizer.bin", config.vocab_size));
@@ -61,6 +64,29 @@ class Llama2cTokenizer {
   static absl::StatusOr<Llama2cTokenizer> Load(Env* env, const std::string& path,
                                                int64_t vocab_size);
 
+  // The vocabulary of a tokenizer read from another format (SentencePiece's
+  // tokenizer.model: sentencepiece_tokenizer.h), encoded the same way.
+  struct Vocabulary {
+    std::vector<std::string> pieces;
+    std::vector<float> scores;
+    // merge_targets[i]: whether a merge may produce piece i. SentencePiece
+    // never merges into its control, unknown and byte pieces; llama2.c's
+    // files merge into any piece.
+    std::vector<bool> merge_targets;
+    // Whether Encode first normalizes text as SentencePiece's identity
+    // normalizer does (sentencepiece_normalizer.h).
+    bool sentencepiece_normalization = false;
+  };
+
+  // Llama2cTokenizer::FromVocabulary
+  //
+  // InvalidArgument, prefixed with `source`, when the three vectors differ in
+  // size, or there are fewer than 259 pieces, pieces 3..258 are not
+  // "<0x00>".."<0xFF>" in order (byte fallback emits those ids), or no piece
+  // is " " (the dummy prefix).
+  static absl::StatusOr<Llama2cTokenizer> FromVocabulary(Vocabulary vocabulary,
+                                                         absl::string_view source);
+
   int64_t vocab_size() const { return static_cast<int64_t>(pieces_.size()); }
   // Piece: the stored text of token `id` (e.g. " the", "<0x0A>", "\n<s>\n").
   // REQUIRES: 0 <= id < vocab_size().
@@ -86,8 +112,16 @@ class Llama2cTokenizer {
  private:
   Llama2cTokenizer(std::vector<std::string> pieces, std::vector<float> scores);
 
+  std::vector<int32_t> EncodeNormalized(absl::string_view text, bool add_bos, bool add_eos) const;
+  bool IsMergeTarget(int32_t id) const {
+    return merge_targets_.empty() || merge_targets_[static_cast<size_t>(id)];
+  }
+
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
+  // Empty: every piece may come out of a merge.
+  std::vector<bool> merge_targets_;
+  bool sentencepiece_normalization_ = false;
   // Piece text -> id. The lowest id wins should a piece occur twice.
   absl::flat_hash_map<std::string, int32_t> ids_;
   int32_t dummy_prefix_id_ = -1;
