@@ -4,7 +4,8 @@
 // or a catq output (run fake-quantized, as stored). With --quantized, DIR is
 // the floating-point model the output came from, and eval also reports the
 // mean KL divergence from its next-token distributions to the output's
-// (nats per token). The tokenizer is DIR's tokenizer.bin (llama2.c format).
+// (nats per token). The tokenizer is DIR's tokenizer.model (SentencePiece), else
+// its tokenizer.bin (llama2.c format).
 #include <iostream>
 #include <memory>
 #include <optional>

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/model/llama2c_import.h"
+#include "core/model/model_tokenizer.h"
 #include "core/output/gptq_export.h"
 #include "core/output/site_quantizer.h"
 #include "core/util/status_macros.h"
@@ -12,8 +13,9 @@
 namespace catq::server {
 namespace {
 
-// The evaluation text is tokenized with the model's llama2.c tokenizer, so
-// it must name a text calibration and the model must have that tokenizer.
+// The evaluation text is tokenized with the model's tokenizer
+// (core/model/model_tokenizer.h), so it must name a text calibration and the
+// model must have tokenizer.model or tokenizer.bin.
 absl::Status CheckEvaluation(MetadataStore& store, const std::string& tenant,
                              const ModelRecord& model, const std::string& eval_calibration_id) {
   CATQ_ASSIGN_OR_RETURN(CalibrationRecord eval, store.GetCalibration(tenant, eval_calibration_id));
@@ -22,11 +24,12 @@ absl::Status CheckEvaluation(MetadataStore& store, const std::string& tenant,
   }
   const bool has_tokenizer =
       std::any_of(model.files.begin(), model.files.end(),
-                  [](const StoredFile& f) { return f.path == kLlama2cTokenizerFileName; });
+                  [](const StoredFile& f) { return IsModelTokenizerFile(f.path); });
   if (!has_tokenizer) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "eval_calibration_id: model '", model.id, "' has no ", kLlama2cTokenizerFileName,
-        " (llama2.c tokenizer) to tokenize the evaluation text with"));
+        "eval_calibration_id: model '", model.id, "' has neither ", kSentencePieceModelFileName,
+        " (SentencePiece) nor ", kLlama2cTokenizerFileName,
+        " (llama2.c) to tokenize the evaluation text with"));
   }
   return absl::OkStatus();
 }

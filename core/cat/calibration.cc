@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/cat/folded_norm_weights.h"
-#include "core/model/llama2c_import.h"
 #include "core/model/llama2c_tokenizer.h"
+#include "core/model/model_tokenizer.h"
 #include "core/model/text_documents.h"
 #include "core/model/token_id_documents.h"
 #include "core/util/status_macros.h"
@@ -251,10 +251,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(
   if (options.max_documents > 0 && static_cast<int64_t>(documents.size()) > options.max_documents) {
     documents.resize(static_cast<size_t>(options.max_documents));
   }
-  CATQ_ASSIGN_OR_RETURN(
-      Llama2cTokenizer tokenizer,
-      Llama2cTokenizer::Load(env, absl::StrCat(model_dir, "/", kLlama2cTokenizerFileName),
-                             model.config().vocab_size));
+  CATQ_ASSIGN_OR_RETURN(Llama2cTokenizer tokenizer,
+                        LoadModelTokenizer(env, model_dir, model.config().vocab_size));
   return LimitCalibrationSequences(TokenizeDocuments(tokenizer, documents), model, options,
                                    text_path);
 }

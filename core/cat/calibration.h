@@ -79,9 +79,10 @@ struct CalibrationTextOptions {
 // CalibrationSequencesFromText
 //
 // The documents of the text file at `text_path` (text_documents.h), encoded
-// with the model's tokenizer (`<model_dir>/tokenizer.bin`, llama2.c format),
-// BOS first, each truncated to max_position_embeddings, within the limits of
-// `options`. Documents that leave fewer than two tokens are skipped.
+// with the model's tokenizer (core/model/model_tokenizer.h: tokenizer.model,
+// else tokenizer.bin), BOS first, each truncated to max_position_embeddings,
+// within the limits of `options`. Documents that leave fewer than two tokens
+// are skipped.
 // NotFound for a missing text or tokenizer file; InvalidArgument when nothing
 // is left to calibrate on.
 absl::StatusOr<std::vector<std::vector<int32_t>>> CalibrationSequencesFromText(

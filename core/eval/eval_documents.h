@@ -1,7 +1,8 @@
 // File: core/eval/eval_documents.h
 //
 // The documents of an evaluation text file as token ids, with the model
-// directory's llama2.c tokenizer (`tokenizer.bin`), BOS first: what
+// directory's tokenizer (core/model/model_tokenizer.h: `tokenizer.model`, else
+// `tokenizer.bin`), BOS first: what
 // `catq eval`, `catq quantize --eval-text`, `catq compare --text` and a
 // job's evaluation stage evaluate on.
 #ifndef CATQ_CORE_EVAL_EVAL_DOCUMENTS_H_
