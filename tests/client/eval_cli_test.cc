@@ -8,10 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/eval/evaluate.h"
+#include "core/io/env.h"
 #include "core/model/llama2c_tokenizer.h"
 #include "core/model/text_documents.h"
 #include "nlohmann/json.hpp"
 #include "tests/client/catq_runner.h"
+#include "tests/model/sentencepiece_fixture.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
@@ -99,6 +101,41 @@ TEST_F(EvalCliTest, QuantizedFiguresEqualTheLibraryCall) {
       RunCatq(absl::StrCat("eval --model ", fp(), " --quantized ", q(), " --text ", text()));
   ASSERT_EQ(table.exit_code, 0) << table.output;
   EXPECT_NE(table.output.find("KL(fp || quantized)"), std::string::npos) << table.output;
+}
+
+// The same model with SentencePiece's tokenizer.model in place of
+// tokenizer.bin (the one tok512.bin was exported from) gives the same figures.
+TEST_F(EvalCliTest, TokenizerModelGivesTheSameFigures) {
+  const std::string sp = dir_.Join("fp_sp");
+  const std::string tok512 = testing::SharedPath("models/stories260K/tok512.bin");
+  const CommandResult import = RunCatq(absl::StrCat(
+      "import-llama2c --model ", testing::SharedPath("models/stories260K/stories260K.bin"),
+      " --tokenizer ", tok512, " --out ", sp));
+  ASSERT_EQ(import.exit_code, 0) << import.output;
+  ASSERT_OK(Env::Default()->RemoveFile(sp + "/tokenizer.bin"));
+  ASSERT_OK(WriteFileAtomically(
+      Env::Default(), sp + "/tokenizer.model",
+      testing::SentencePieceModelFromLlama2c(testing::ReadTestFile(tok512), 512)));
+
+  const CommandResult with_bin =
+      RunCatq(absl::StrCat("eval --json --model ", fp(), " --quantized ", q(), " --text ", text()));
+  ASSERT_EQ(with_bin.exit_code, 0) << with_bin.output;
+  const CommandResult with_model =
+      RunCatq(absl::StrCat("eval --json --model ", sp, " --quantized ", q(), " --text ", text()));
+  ASSERT_EQ(with_model.exit_code, 0) << with_model.output;
+  const nlohmann::json expected = ParseJsonOutput(with_bin);
+  const nlohmann::json json = ParseJsonOutput(with_model);
+  for (const char* key : {"perplexity", "fp_perplexity", "kl_to_fp", "mean_nll"}) {
+    EXPECT_EQ(json[key].get<double>(), expected[key].get<double>()) << key;
+  }
+  EXPECT_EQ(json["tokens"], expected["tokens"]);
+
+  ASSERT_OK(Env::Default()->RemoveFile(sp + "/tokenizer.model"));
+  const CommandResult none = RunCatq(absl::StrCat("eval --model ", sp, " --text ", text()));
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.output.find("neither tokenizer.model (SentencePiece) nor tokenizer.bin"),
+            std::string::npos)
+      << none.output;
 }
 
 TEST_F(EvalCliTest, MaxTokensPerDocCutsEveryDocument) {

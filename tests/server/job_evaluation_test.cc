@@ -1,7 +1,8 @@
 // A job with an evaluation stage. On the real stories260K model and text,
 // through the server (llama2.c upload, text calibration, evaluation text),
 // its shards and its report's perplexities equal the in-process pipeline's
-// (`catq quantize --eval-text`) for the same recipe; and SubmitJob refuses an
+// (`catq quantize --eval-text`) for the same recipe, also for a Hugging Face
+// upload with SentencePiece's tokenizer.model; and SubmitJob refuses an
 // evaluation it could not run.
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 #include "nlohmann/json.hpp"
 #include "proto/recipe_conversion.h"
 #include "server/catq_server.h"
+#include "tests/model/sentencepiece_fixture.h"
 #include "tests/util/status_matchers.h"
 #include "tests/util/test_env.h"
 
@@ -124,8 +126,90 @@ TEST_F(JobEvaluationTest, ReportsThePerplexitiesOfTheInProcessPipeline) {
   EXPECT_GT(direct->perplexity, direct->fp_perplexity);
 }
 
+// A Hugging Face upload whose tokenizer is SentencePiece's tokenizer.model
+// (no tokenizer.bin) calibrates and evaluates on text in a job, with the
+// shards and figures of the same model with tokenizer.bin in process.
+TEST_F(JobEvaluationTest, HuggingFaceUploadWithTokenizerModel) {
+  CATQ_REQUIRE_SHARED();
+  Env* env = Env::Default();
+  const std::string tok512 = dir_.Join("llama2c/tok512.bin");
+  ASSERT_OK(ImportLlama2c(env, dir_.Join("llama2c/stories260K.bin"), tok512, dir_.Join("hf")));
+  ASSERT_OK(ImportLlama2c(env, dir_.Join("llama2c/stories260K.bin"), tok512, dir_.Join("hf_sp")));
+  ASSERT_OK(env->RemoveFile(dir_.Join("hf_sp/tokenizer.bin")));
+  ASSERT_OK(WriteFileAtomically(
+      env, dir_.Join("hf_sp/tokenizer.model"),
+      testing::SentencePieceModelFromLlama2c(testing::ReadTestFile(tok512), 512)));
+  auto model = client_->UploadModel(dir_.Join("hf_sp"), "stories260K-sp", v1::MODEL_FORMAT_HF);
+  ASSERT_OK(model);
+  auto submitted = client_->Submit(Request(model->model_id()));
+  ASSERT_OK(submitted);
+  auto job = client_->Watch(submitted->job().job_id(), [](const v1::JobEvent&) {});
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client_->Fetch(job->job_id(), dir_.Join("fetched")));
+  EXPECT_TRUE(env->FileExists(dir_.Join("fetched/tokenizer.model")));
+
+  InProcessOptions options;
+  options.calibration.text_path = testing::SharedPath("data/tinystories_197k.txt");
+  options.calibration.text.max_documents = kCalibrationDocuments;
+  ASSERT_OK(
+      QuantizeModelInProcess(env, dir_.Join("hf"), dir_.Join("direct"), CatRecipe(), options));
+  auto direct = EvaluateOutput(dir_.Join("hf"), dir_.Join("direct"),
+                               testing::SharedPath("data/tinystories_sample.txt"), {});
+  ASSERT_OK(direct);
+  EXPECT_TRUE(testing::ReadTestFile(dir_.Join("direct/model.safetensors")) ==
+              testing::ReadTestFile(dir_.Join("fetched/model.safetensors")))
+      << "shards differ from the in-process output";
+  const nlohmann::json report =
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("fetched/catq_report.json")));
+  ASSERT_TRUE(report.contains("evaluation")) << report.dump(2);
+  EXPECT_EQ(report["evaluation"]["perplexity"].get<double>(), direct->perplexity);
+  EXPECT_EQ(report["evaluation"]["fp_perplexity"].get<double>(), direct->fp_perplexity);
+  EXPECT_EQ(report["evaluation"]["tokens"].get<int64_t>(), direct->tokens);
+}
+
+// The sequential mode through the server: the job's shards equal the
+// in-process sequential output's, its report says so, and a sequential
+// request without a calibration to run is refused naming the field.
+TEST_F(JobEvaluationTest, SequentialCalibrationAsInProcess) {
+  CATQ_REQUIRE_SHARED();
+  auto model = client_->UploadModel(dir_.Join("llama2c"), "stories260K", v1::MODEL_FORMAT_LLAMA2C);
+  ASSERT_OK(model);
+  v1::SubmitJobRequest request = Request(model->model_id());
+  request.clear_eval_calibration_id();
+  request.mutable_calibration_options()->set_sequential(true);
+  auto submitted = client_->Submit(request);
+  ASSERT_OK(submitted);
+  auto job = client_->Watch(submitted->job().job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client_->Fetch(job->job_id(), dir_.Join("fetched")));
+  const nlohmann::json report =
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("fetched/catq_report.json")));
+  EXPECT_EQ(report["calibration"]["mode"], "sequential") << report["calibration"].dump();
+
+  ASSERT_OK(ImportLlama2c(Env::Default(), dir_.Join("llama2c/stories260K.bin"),
+                          dir_.Join("llama2c/tok512.bin"), dir_.Join("hf")));
+  InProcessOptions options;
+  options.calibration.text_path = testing::SharedPath("data/tinystories_197k.txt");
+  options.calibration.text.max_documents = kCalibrationDocuments;
+  options.calibration.sequential = true;
+  ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("hf"), dir_.Join("direct"),
+                                   CatRecipe(), options));
+  EXPECT_TRUE(testing::ReadTestFile(dir_.Join("direct/model.safetensors")) ==
+              testing::ReadTestFile(dir_.Join("fetched/model.safetensors")))
+      << "shards differ from the in-process sequential output";
+
+  request.clear_calibration_id();
+  *request.mutable_recipe() = RecipeToProto(Recipe());  // rtn: no calibration needed
+  auto refused = client_->Submit(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("calibration_options.sequential"));
+}
+
 TEST_F(JobEvaluationTest, EvaluationNeedsATokenizerAndAKnownText) {
-  // A synthetic Hugging Face model has no llama2.c tokenizer.bin.
+  // A synthetic Hugging Face model has neither tokenizer.model nor
+  // tokenizer.bin.
   SynthOptions synth;
   synth.preset = "tiny";
   ASSERT_OK(WriteSyntheticModel(Env::Default(), synth, dir_.Join("synth")));
@@ -141,6 +225,7 @@ TEST_F(JobEvaluationTest, EvaluationNeedsATokenizerAndAKnownText) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), HasSubstr("eval_calibration_id"));
   EXPECT_THAT(refused.status().message(), HasSubstr("tokenizer.bin"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("tokenizer.model"));
   request.set_eval_calibration_id("c-doesnotexist");
   EXPECT_EQ(client_->Submit(request).status().code(), absl::StatusCode::kNotFound);
 }
