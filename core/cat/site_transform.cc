@@ -236,10 +236,8 @@ absl::StatusOr<RowMatrixXd> SiteTransform::TransformWeight(
   return out;
 }
 
-absl::StatusOr<RowMatrixXf> SiteTransform::TransformWeight(
-    const Eigen::Ref<const RowMatrixXf>& w) const {
+absl::Status SiteTransform::TransformWeightInPlace(Eigen::Ref<RowMatrixXf> w) const {
   CATQ_RETURN_IF_ERROR(CheckMatrix<float>("weight", w, dim_, /*check_finite=*/true));
-  RowMatrixXf out(w.rows(), w.cols());
   RowMatrixXd chunk(std::min(kWeightRowChunk, static_cast<int64_t>(w.rows())), w.cols());
   for (int64_t r = 0; r < w.rows(); r += kWeightRowChunk) {
     const int64_t n = std::min(kWeightRowChunk, static_cast<int64_t>(w.rows()) - r);
@@ -247,8 +245,15 @@ absl::StatusOr<RowMatrixXf> SiteTransform::TransformWeight(
     Eigen::Ref<RowMatrixXd> rows = chunk.topRows(n);
     if (has_blocks()) SolveBlocks(rows);
     if (mixing_) mixing_->ApplyToRows(rows);
-    out.middleRows(r, n) = chunk.topRows(n).cast<float>();
+    w.middleRows(r, n) = chunk.topRows(n).cast<float>();
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RowMatrixXf> SiteTransform::TransformWeight(
+    const Eigen::Ref<const RowMatrixXf>& w) const {
+  RowMatrixXf out = w;
+  CATQ_RETURN_IF_ERROR(TransformWeightInPlace(out));
   return out;
 }
 

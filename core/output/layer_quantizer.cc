@@ -60,7 +60,7 @@ absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe&
     auto samples = calibration.samples.find(key);
     CATQ_ASSIGN_OR_RETURN(
         result.sites[static_cast<size_t>(site)],
-        QuantizeSite(recipe, weights,
+        QuantizeSite(recipe, std::move(weights),
                      stats == calibration.statistics.end() ? nullptr : &stats->second,
                      samples == calibration.samples.end() ? nullptr : &samples->second));
     result.quantize_seconds += SecondsSince(start);

@@ -48,22 +48,28 @@ std::string BytesOf(const std::vector<T>& values) {
   return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
 }
 
-// Fills the error figures of `packed` from the weight and its dequantization.
+// Fills the error figures of `packed` from the weight and its dequantization,
+// decoded one group at a time as Dequantize does (the same float values):
+// a whole dequantized copy would be as large as the weight.
 void MeasureError(const Eigen::Ref<const RowMatrixXf>& w, const QuantizedWeight& qw,
                   PackedLinear* packed) {
-  const RowMatrixXf back = Dequantize(qw);
   const int64_t groups = qw.groups();
   double signal = 0.0;
   double noise = 0.0;
   double max_steps = 0.0;
   for (int64_t r = 0; r < qw.rows; ++r) {
-    for (int64_t c = 0; c < qw.cols; ++c) {
-      const double x = w(r, c);
-      const double e = x - back(r, c);
-      signal += x * x;
-      noise += e * e;
-      const double step = qw.scales[r * groups + GroupOfColumn(c, qw.options.group_size)];
-      if (step > 0.0) max_steps = std::max(max_steps, std::fabs(e) / step);
+    for (int64_t g = 0; g < groups; ++g) {
+      const float scale = qw.scales[r * groups + g];
+      const int zero = qw.options.symmetric ? 0 : qw.zeros[r * groups + g];
+      const ColumnRange span = GroupColumns(g, qw.cols, qw.options.group_size);
+      for (int64_t c = span.begin; c < span.end; ++c) {
+        const double x = w(r, c);
+        const double e =
+            x - static_cast<double>(static_cast<float>(qw.q[r * qw.cols + c] - zero) * scale);
+        signal += x * x;
+        noise += e * e;
+        if (scale > 0.0f) max_steps = std::max(max_steps, std::fabs(e) / scale);
+      }
     }
   }
   packed->weight_sqnr_db =

@@ -9,7 +9,7 @@
 //
 //   CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model, layer, site, recipe));
 //   CATQ_ASSIGN_OR_RETURN(SiteResult result,
-//                         QuantizeSite(recipe, weights, &stats, &samples));
+//                         QuantizeSite(recipe, std::move(weights), &stats, &samples));
 //   for (const PackedLinear& p : result.packed) ...  // one per linear, in weights' order
 //
 // Thread-safety: pure; concurrent calls on different sites are safe.
@@ -75,7 +75,11 @@ struct SiteResult {
 // statistics do not match the site (dim, block size: block CAT with k needs
 // statistics in full or with blocks of k), SmoothQuant without the channel
 // maxima, GPTQ without the full Sx, and the engine's errors.
-absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, const SiteWeights& weights,
+//
+// It takes the weights by value so that a caller done with them can move
+// them in: without samples each is then transformed in place and freed once
+// quantized, so the site's memory is its weights once, not twice.
+absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weights,
                                         const SiteStatistics* stats, const RowMatrixXf* samples);
 
 // RecipeNeedsStatistics: whether QuantizeSite needs `stats` for `recipe`.

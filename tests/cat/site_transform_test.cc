@@ -220,6 +220,9 @@ TEST(SiteTransformTest, FloatPathsFollowDouble) {
   ASSERT_OK(w_f);
   // float64 inside, one rounding to float at the end.
   EXPECT_LT((w_f->cast<double>() - *w_d).cwiseAbs().maxCoeff(), 1e-7 * w_d->cwiseAbs().maxCoeff());
+  RowMatrixXf in_place = layer.w;
+  ASSERT_OK(cat->transform.TransformWeightInPlace(in_place));
+  EXPECT_TRUE(in_place == *w_f);
 }
 
 TEST(SiteTransformTest, BlocksAreRoundedToFloatOnce) {

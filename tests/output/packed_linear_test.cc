@@ -116,5 +116,37 @@ TEST(ReadPackedLinear, NamesTheMissingOrMisshapenTensor) {
                 "x.weight_zero_point");
 }
 
+// weight_sqnr_db and max_error_steps are what their definitions give on the
+// stored grid (Dequantize of what reads back), to the last bit: the packer
+// decodes group by group instead of making a dequantized copy.
+TEST(QuantizeAndPackLinear, ErrorFiguresAreTheirDefinitionOnTheStoredGrid) {
+  testing::TempDir dir;
+  const RowMatrixXf w = Gaussian(9, 100, 3);
+  for (int group : {-1, 32}) {
+    for (bool symmetric : {true, false}) {
+      SCOPED_TRACE(absl::StrCat("group ", group, symmetric ? " sym" : " asym"));
+      auto packed = QuantizeAndPackLinear("layer.q", w, W4(group, symmetric), DType::kF16);
+      ASSERT_OK(packed);
+      auto qw = ReadPackedLinear(WriteAndOpen(*packed, dir), "layer.q", W4(group, symmetric));
+      ASSERT_OK(qw);
+      const RowMatrixXf back = Dequantize(*qw);
+      double signal = 0.0;
+      double noise = 0.0;
+      double max_steps = 0.0;
+      for (Eigen::Index r = 0; r < w.rows(); ++r) {
+        for (Eigen::Index c = 0; c < w.cols(); ++c) {
+          const double e = static_cast<double>(w(r, c)) - back(r, c);
+          signal += static_cast<double>(w(r, c)) * w(r, c);
+          noise += e * e;
+          const double step = qw->scales[r * qw->groups() + GroupOfColumn(c, group)];
+          if (step > 0.0) max_steps = std::max(max_steps, std::fabs(e) / step);
+        }
+      }
+      EXPECT_EQ(packed->weight_sqnr_db, 10.0 * std::log10(signal / noise));
+      EXPECT_EQ(packed->max_error_steps, max_steps);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace catq

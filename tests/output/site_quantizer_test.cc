@@ -336,5 +336,33 @@ TEST_F(SiteQuantizerTest, SmoothQuantNeedsChannelMaxima) {
                 "model.layers.1.attn_in: smoothquant needs the per-channel activation maxima");
 }
 
+// Without samples QuantizeSite transforms the moved-in weights in place
+// instead of a copy; the stored bytes and error figures must not depend on
+// which of the two paths ran.
+TEST_F(SiteQuantizerTest, InPlacePathStoresTheSameBytesAsTheMeasuringPath) {
+  Recipe gptq = W4A4(Method::kCat, 16);
+  gptq.weight_quantizer = WeightQuantizer::kGptq;
+  for (const Recipe& recipe :
+       {W4A4(Method::kRtn), W4A4(Method::kHadamard), W4A4(Method::kCat, 16), gptq}) {
+    SCOPED_TRACE(MethodName(recipe.method));
+    absl::StatusOr<SiteWeights> weights = ReadSiteWeights(*model_, 1, Site::kMlpIn, recipe);
+    ASSERT_OK(weights);
+    const RowMatrixXf& samples = calibration_.samples.at(SiteQualifiedName(1, Site::kMlpIn));
+    absl::StatusOr<SiteResult> measured =
+        QuantizeSite(recipe, *weights, &Stats(Site::kMlpIn), &samples);
+    absl::StatusOr<SiteResult> in_place =
+        QuantizeSite(recipe, std::move(*weights), &Stats(Site::kMlpIn), nullptr);
+    ASSERT_OK(measured);
+    ASSERT_OK(in_place);
+    ASSERT_EQ(measured->packed.size(), in_place->packed.size());
+    EXPECT_EQ(in_place->report.dim, measured->report.dim);
+    for (size_t i = 0; i < measured->packed.size(); ++i) {
+      EXPECT_EQ(in_place->packed[i].bytes, measured->packed[i].bytes) << i;
+      EXPECT_EQ(in_place->packed[i].weight_sqnr_db, measured->packed[i].weight_sqnr_db) << i;
+      EXPECT_EQ(in_place->packed[i].max_error_steps, measured->packed[i].max_error_steps) << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace catq
