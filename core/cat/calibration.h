@@ -16,8 +16,8 @@
 //   CATQ_ASSIGN_OR_RETURN(Calibration calib, CollectSiteStatistics(model, ids, options));
 //   const SiteStatistics& s = calib.statistics.at(SiteQualifiedName(3, Site::kMlpIn));
 //
-// Each forward worker accumulates into statistics of its own (no locks on
-// the hot path), merged at the end: memory is (workers + 1) x the statistics.
+// The statistics are accumulated by SiteStatisticsHook (site_statistics_hook.h):
+// the same bits on any thread count; memory (workers + 1) x the statistics.
 #ifndef CATQ_CORE_CAT_CALIBRATION_H_
 #define CATQ_CORE_CAT_CALIBRATION_H_
 
@@ -28,12 +28,11 @@
 
 #include "absl/status/statusor.h"
 #include "core/cat/site_statistics.h"
+#include "core/cat/site_statistics_hook.h"
 #include "core/model/llama_forward.h"
 #include "core/model/llama_model.h"
 
 namespace catq {
-
-using SiteStatisticsMap = std::map<std::string, SiteStatistics>;
 
 struct CalibrationOptions {
   // Block size of the statistics: 0 (default) keeps the full Sx of every

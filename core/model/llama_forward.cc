@@ -6,6 +6,8 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <thread>
 #include <utility>
 
@@ -483,6 +485,91 @@ absl::Status RunForward(const LlamaModel& model, absl::Span<const TokenSpan> seq
 absl::Status RunForward(const LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
                         const ForwardOptions& options, const LogitsVisitor& visitor) {
   return RunForward(model, AsSpans(sequences), options, visitor);
+}
+
+namespace {
+
+absl::Status CheckStreams(const LlamaConfig& config, int64_t layer,
+                          const std::vector<RowMatrixXf>& hidden) {
+  if (layer < 0 || layer >= config.num_hidden_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", layer, " is out of range [0, ", config.num_hidden_layers, ")"));
+  }
+  for (size_t s = 0; s < hidden.size(); ++s) {
+    const RowMatrixXf& h = hidden[s];
+    if (h.rows() < 1 || h.rows() > config.max_position_embeddings ||
+        h.cols() != config.hidden_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("residual stream ", s, " is [", h.rows(), ", ", h.cols(), "], expected [1..",
+                       config.max_position_embeddings, ", ", config.hidden_size, "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The stream that sequence i runs through the layer on, given the worker.
+using StreamOf = std::function<RowMatrixXf&(int64_t sequence, int worker)>;
+
+// Runs layer `layer` on the stream of every sequence of `hidden`.
+absl::Status RunOneLayer(const LlamaModel& model, int64_t layer,
+                         const std::vector<RowMatrixXf>& hidden, const ForwardOptions& options,
+                         const StreamOf& stream_of) {
+  const LlamaConfig& config = model.config();
+  CATQ_RETURN_IF_ERROR(CheckStreams(config, layer, hidden));
+  const int workers = ForwardWorkerCount(options);
+  ScopedBlasThreads single_blas_thread(1);  // As RunForward: bits independent of workers.
+  std::unique_ptr<ModelWeightProvider> own_provider;
+  WeightProvider* provider = options.weights;
+  if (provider == nullptr) {
+    own_provider = std::make_unique<ModelWeightProvider>(model, options.cache_limit_bytes);
+    provider = own_provider.get();
+  }
+  int64_t max_tokens = 0;
+  for (const RowMatrixXf& h : hidden) max_tokens = std::max<int64_t>(max_tokens, h.rows());
+  const RopeTable rope = MakeRopeTable(max_tokens, config.head_dim(), config.rope_theta);
+  const CallContext ctx{config, options, rope};
+  std::vector<Scratch> scratch(static_cast<size_t>(workers));
+  CATQ_ASSIGN_OR_RETURN(const LayerWeights weights, FetchLayer(*provider, config, layer));
+  return ParallelFor(static_cast<int64_t>(hidden.size()), workers, [&](int64_t i, int worker) {
+    return LayerForward(ctx, weights, layer, i, worker, scratch[static_cast<size_t>(worker)],
+                        stream_of(i, worker));
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<RowMatrixXf>> EmbedSequences(
+    const LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
+    const ForwardOptions& options) {
+  const std::vector<TokenSpan> spans = AsSpans(sequences);
+  CATQ_RETURN_IF_ERROR(CheckSequences(model.config(), spans));
+  CATQ_ASSIGN_OR_RETURN(TensorView embeddings, model.Get(kEmbedTokensName));
+  std::vector<RowMatrixXf> hidden(sequences.size());
+  CATQ_RETURN_IF_ERROR(ParallelFor(static_cast<int64_t>(spans.size()), ForwardWorkerCount(options),
+                                   [&](int64_t i, int) -> absl::Status {
+                                     CATQ_ASSIGN_OR_RETURN(
+                                         hidden[static_cast<size_t>(i)],
+                                         Embed(embeddings, spans[static_cast<size_t>(i)]));
+                                     return absl::OkStatus();
+                                   }));
+  return hidden;
+}
+
+absl::Status AdvanceLayer(const LlamaModel& model, int64_t layer, std::vector<RowMatrixXf>& hidden,
+                          const ForwardOptions& options) {
+  return RunOneLayer(model, layer, hidden, options, [&](int64_t i, int) -> RowMatrixXf& {
+    return hidden[static_cast<size_t>(i)];
+  });
+}
+
+absl::Status ObserveLayer(const LlamaModel& model, int64_t layer,
+                          const std::vector<RowMatrixXf>& hidden, const ForwardOptions& options) {
+  std::vector<RowMatrixXf> copies(static_cast<size_t>(ForwardWorkerCount(options)));
+  return RunOneLayer(model, layer, hidden, options, [&](int64_t i, int worker) -> RowMatrixXf& {
+    RowMatrixXf& copy = copies[static_cast<size_t>(worker)];
+    copy = hidden[static_cast<size_t>(i)];
+    return copy;
+  });
 }
 
 absl::StatusOr<RowMatrixXf> ComputeLogits(const LlamaModel& model, TokenSpan tokens,

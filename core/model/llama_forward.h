@@ -221,6 +221,39 @@ absl::Status RunForward(const LlamaModel& model, absl::Span<const TokenSpan> seq
 absl::Status RunForward(const LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
                         const ForwardOptions& options, const LogitsVisitor& visitor = nullptr);
 
+// Layer by layer. A caller that needs the residual streams between layers
+// (sequential calibration: layer l measured on the output of layers 0..l-1
+// run quantized) keeps them itself and runs one decoder layer at a time:
+//
+//   CATQ_ASSIGN_OR_RETURN(std::vector<RowMatrixXf> hidden, EmbedSequences(model, sequences));
+//   CATQ_RETURN_IF_ERROR(ObserveLayer(model, 0, hidden, float_options));  // hooks only
+//   CATQ_RETURN_IF_ERROR(AdvanceLayer(model, 0, hidden, quantized_options));
+//
+// Each sequence goes through the same operations as in RunForward, so a
+// hook sees the same bits either way. Both run on ForwardWorkerCount(options)
+// threads (one BLAS thread, as RunForward) with options.weights and hooks;
+// SiteCall::sequence is the index in `hidden`. max_batch_tokens and the
+// logits options do not apply: the caller holds every stream.
+
+// EmbedSequences: the residual stream before layer 0 of every sequence,
+// [tokens, hidden] each. Errors as RunForward's for the sequences.
+absl::StatusOr<std::vector<RowMatrixXf>> EmbedSequences(
+    const LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
+    const ForwardOptions& options = {});
+
+// AdvanceLayer: every stream becomes decoder layer `layer`'s output.
+// InvalidArgument for a layer out of range, an empty stream, one longer than
+// max_position_embeddings or not hidden_size wide; provider and hook errors
+// are passed on (the streams are then partly advanced).
+absl::Status AdvanceLayer(const LlamaModel& model, int64_t layer, std::vector<RowMatrixXf>& hidden,
+                          const ForwardOptions& options);
+
+// ObserveLayer: runs layer `layer` on a per-worker copy of every stream for
+// the hooks alone; `hidden` is left as it was. Memory: one stream per
+// worker. Errors as AdvanceLayer.
+absl::Status ObserveLayer(const LlamaModel& model, int64_t layer,
+                          const std::vector<RowMatrixXf>& hidden, const ForwardOptions& options);
+
 // ComputeLogits: the logits of one sequence, [tokens, vocab]; row t scores
 // the token at position t + 1. Errors as RunForward.
 absl::StatusOr<RowMatrixXf> ComputeLogits(const LlamaModel& model, TokenSpan tokens,

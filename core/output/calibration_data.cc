@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/model/llama_weights.h"
+#include "core/output/sequential_calibration.h"
 #include "core/tensor/safetensors_file.h"
 #include "core/tensor/safetensors_writer.h"
 #include "core/util/status_macros.h"
@@ -38,6 +39,11 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
   if (input.empty()) return inputs;
   const uint64_t start = env->NowMicros();
   if (!input.statistics_path.empty()) {
+    if (input.sequential) {
+      return absl::InvalidArgumentError(
+          "calibration: sequential mode needs a text or token id calibration to run through the "
+          "model, not precomputed statistics");
+    }
     report->source = "statistics";
     report->path = input.statistics_path;
     CATQ_ASSIGN_OR_RETURN(inputs.statistics, ReadSiteStatistics(input.statistics_path, env));
@@ -56,8 +62,11 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
     options.fold_norm_gains = recipe.fold_norm_gains;
     options.sample_tokens = input.sample_tokens;
     options.forward.num_threads = input.threads;
+    report->sequential = input.sequential;
     CATQ_ASSIGN_OR_RETURN(Calibration calibration,
-                          CollectSiteStatistics(model, sequences, options));
+                          input.sequential
+                              ? CollectSequentialSiteStatistics(model, recipe, sequences, options)
+                              : CollectSiteStatistics(model, sequences, options));
     report->documents = calibration.sequences;
     report->tokens = calibration.tokens;
     report->statistics_block_size = options.block_size;

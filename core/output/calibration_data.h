@@ -43,6 +43,10 @@ struct CalibrationInput {
   int64_t sample_tokens = 512;
   // Forward worker threads (0: all cores).
   int threads = 0;
+  // Sequential mode (sequential_calibration.h): layer l measured behind the
+  // quantized layers 0..l-1 of the recipe. Text and token id calibration
+  // only. Default false: every layer behind the float model.
+  bool sequential = false;
   bool empty() const {
     return text_path.empty() && token_ids_path.empty() && statistics_path.empty();
   }
@@ -62,7 +66,9 @@ struct CalibrationData {
 // 8192 channels (they serve any block size, GPTQ and A_max) and the diagonal
 // blocks of recipe.block_size otherwise; fills `report`. An empty `input`
 // gives empty data. Errors: the file and forward-pass errors, statistics that
-// do not cover every site of the model (names the site).
+// do not cover every site of the model (names the site), `sequential` with a
+// statistics file (InvalidArgument: there is no forward pass to make
+// sequential).
 absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& model,
                                                 const std::string& model_dir, const Recipe& recipe,
                                                 const CalibrationInput& input,

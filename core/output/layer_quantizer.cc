@@ -44,7 +44,8 @@ absl::Status ScaleFoldedRows(const std::vector<SiteResult>& done, SiteWeights& w
 }  // namespace
 
 absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe& recipe,
-                                          int64_t layer, const CalibrationData& calibration) {
+                                          int64_t layer, const CalibrationData& calibration,
+                                          const SiteQuantizeOptions& options) {
   LayerResult result;
   result.layer = layer;
   result.sites.resize(kAllSites.size());
@@ -62,7 +63,7 @@ absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe&
         result.sites[static_cast<size_t>(site)],
         QuantizeSite(recipe, std::move(weights),
                      stats == calibration.statistics.end() ? nullptr : &stats->second,
-                     samples == calibration.samples.end() ? nullptr : &samples->second));
+                     samples == calibration.samples.end() ? nullptr : &samples->second, options));
     result.quantize_seconds += SecondsSince(start);
   }
   return result;

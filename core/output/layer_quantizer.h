@@ -33,10 +33,11 @@ struct LayerResult {
   const SiteResult& site(Site s) const { return sites[static_cast<size_t>(s)]; }
 };
 
-// QuantizeLayer: every site of `layer` (QuantizeSite) with the statistics and
-// samples `calibration` holds for it. Errors name the site.
+// QuantizeLayer: every site of `layer` (QuantizeSite, with `options`) with
+// the statistics and samples `calibration` holds for it. Errors name the site.
 absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe& recipe,
-                                          int64_t layer, const CalibrationData& calibration);
+                                          int64_t layer, const CalibrationData& calibration,
+                                          const SiteQuantizeOptions& options = {});
 
 }  // namespace catq
 

@@ -67,6 +67,7 @@ nlohmann::json CalibrationJson(const CalibrationReport& c) {
       {"max_documents", c.max_documents},
       {"max_tokens", c.max_tokens},
       {"statistics_block_size", c.statistics_block_size},
+      {"mode", CalibrationModeName(c.sequential)},
       {"seconds", c.seconds},
   };
 }

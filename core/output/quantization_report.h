@@ -82,8 +82,15 @@ struct CalibrationReport {
   int64_t max_documents = 0;  // the limits asked for (0: none)
   int64_t max_tokens = 0;
   int64_t statistics_block_size = 0;  // 0: full Sx matrices
+  // Sequential mode: each layer measured behind the quantized layers before
+  // it (core/output/sequential_calibration.h); written as "mode".
+  bool sequential = false;
   double seconds = 0.0;
 };
+
+// CalibrationModeName: "sequential", or "fp" (every layer measured behind
+// the float model), as the report writes CalibrationReport::sequential.
+inline const char* CalibrationModeName(bool sequential) { return sequential ? "sequential" : "fp"; }
 
 struct QuantizationReport {
   std::string model_dir;  // The input, as given.

@@ -220,7 +220,8 @@ SiteRecord RecordOf(const SiteWeights& weights, const SiteTransform& transform) 
 
 absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, SiteWeights& weights,
                                                   const SiteStatistics* stats,
-                                                  const RowMatrixXf* samples) {
+                                                  const RowMatrixXf* samples,
+                                                  const SiteQuantizeOptions& options) {
   const Clock::time_point start = Clock::now();
   Clock::time_point lap = start;
   StageSeconds stages;
@@ -272,9 +273,10 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, SiteWeig
     CATQ_ASSIGN_OR_RETURN(
         QuantizedLinear quantized,
         QuantizeLinear(recipe, weights.modules[i], w, hessian.has_value() ? &*hessian : nullptr,
-                       measure, stages));
+                       measure || options.keep_dequantized, stages));
     lap = Clock::now();
     PackedLinear& packed = quantized.packed;
+    if (options.keep_dequantized) result.dequantized.push_back(quantized.dequantized);
     if (measure) dequantized.push_back(std::move(quantized.dequantized));
     LinearReport linear;
     linear.module = weights.modules[i];
@@ -347,8 +349,10 @@ bool RecipeNeedsStatistics(const Recipe& recipe) {
 }
 
 absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weights,
-                                        const SiteStatistics* stats, const RowMatrixXf* samples) {
-  absl::StatusOr<SiteResult> result = QuantizeSiteUnprefixed(recipe, weights, stats, samples);
+                                        const SiteStatistics* stats, const RowMatrixXf* samples,
+                                        const SiteQuantizeOptions& options) {
+  absl::StatusOr<SiteResult> result =
+      QuantizeSiteUnprefixed(recipe, weights, stats, samples, options);
   if (!result.ok()) {
     return Prefix(SiteQualifiedName(weights.layer, weights.site), result.status());
   }

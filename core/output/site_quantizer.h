@@ -65,6 +65,15 @@ struct SiteResult {
   std::vector<PackedLinear> packed;
   std::vector<LinearReport> linears;
   SiteReport report;
+  // What the packed linears decode to, in the same order; filled only when
+  // asked for (SiteQuantizeOptions): never stored, never serialized.
+  std::vector<RowMatrixXf> dequantized;
+};
+
+struct SiteQuantizeOptions {
+  // Keep SiteResult::dequantized, for a caller that runs the quantized layer
+  // (sequential calibration). Default false: a 7B-wide site's weights again.
+  bool keep_dequantized = false;
 };
 
 // QuantizeSite
@@ -80,7 +89,8 @@ struct SiteResult {
 // them in: without samples each is then transformed in place and freed once
 // quantized, so the site's memory is its weights once, not twice.
 absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weights,
-                                        const SiteStatistics* stats, const RowMatrixXf* samples);
+                                        const SiteStatistics* stats, const RowMatrixXf* samples,
+                                        const SiteQuantizeOptions& options = {});
 
 // RecipeNeedsStatistics: whether QuantizeSite needs `stats` for `recipe`.
 bool RecipeNeedsStatistics(const Recipe& recipe);
