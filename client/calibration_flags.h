@@ -1,7 +1,8 @@
 // File: client/calibration_flags.h
 //
 // The calibration limits `catq quantize`, `catq submit` and `catq calibrate`
-// share, declared once so their names, help and defaults agree.
+// share, and the sequential mode of the first two, declared once so their
+// names, help and defaults agree.
 #ifndef CATQ_CLIENT_CALIBRATION_FLAGS_H_
 #define CATQ_CLIENT_CALIBRATION_FLAGS_H_
 
@@ -18,6 +19,14 @@ inline void AddCalibrationLimitFlags(CLI::App& command, int64_t& max_documents,
       ->capture_default_str();
   command.add_option("--calib-max-tokens", max_tokens, "Calibration token budget (0: no limit)")
       ->capture_default_str();
+}
+
+// --sequential-calibration: measure each layer behind the layers before it,
+// quantized with the recipe (core/output/sequential_calibration.h).
+inline void AddSequentialCalibrationFlag(CLI::App& command, bool& sequential) {
+  command.add_flag("--sequential-calibration", sequential,
+                   "Calibrate layer by layer behind the already-quantized layers (text or token "
+                   "ids only)");
 }
 
 }  // namespace catq::cli

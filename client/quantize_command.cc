@@ -40,6 +40,7 @@ struct QuantizeFlags {
   int64_t calib_max_docs = 0;
   int64_t calib_max_tokens = 0;
   int64_t calib_samples = 512;
+  bool sequential_calibration = false;
   int threads = 0;
   RecipeFlags recipe;
   uint64_t max_shard_bytes = uint64_t{2} << 30;
@@ -74,6 +75,7 @@ absl::Status RunOnServer(const QuantizeFlags& flags) {
   calibration.set_max_documents(flags.calib_max_docs);
   calibration.set_max_tokens(flags.calib_max_tokens);
   calibration.set_sample_tokens(flags.calib_samples);
+  calibration.set_sequential(flags.sequential_calibration);
   request.submit.set_max_shard_bytes(flags.max_shard_bytes);
   request.submit.set_export_gptq(flags.export_gptq);
   request.out = flags.out;
@@ -113,6 +115,7 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
   options.calibration.text.max_documents = flags.calib_max_docs;
   options.calibration.text.max_tokens = flags.calib_max_tokens;
   options.calibration.sample_tokens = flags.calib_samples;
+  options.calibration.sequential = flags.sequential_calibration;
   options.calibration.threads = flags.threads;
   options.on_linear = [&progress](const LinearReport& linear, int64_t done, int64_t total) {
     progress.Update(done, total,
@@ -166,6 +169,7 @@ void AddQuantizeCommand(CLI::App& app, CommandAction& run) {
                   "Calibration token ids: little-endian int32, documents separated by -1 (for "
                   "a tokenizer catq does not have)");
   AddCalibrationLimitFlags(*sub, flags->calib_max_docs, flags->calib_max_tokens);
+  AddSequentialCalibrationFlag(*sub, flags->sequential_calibration);
   sub->add_option("--calib-samples", flags->calib_samples,
                   "Activation tokens kept per site to measure SQNR (0: none)")
       ->capture_default_str();

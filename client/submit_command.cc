@@ -1,7 +1,7 @@
 // `catq submit --model-id ID [--calib-id ID] [--eval-calib-id ID]
 // [--idempotency-key K] [--calib-max-docs N --calib-max-tokens N
-// --calib-samples N] [--export-gptq] [recipe flags]` submits a job and prints
-// its id.
+// --calib-samples N] [--sequential-calibration] [--export-gptq] [recipe flags]` submits a job and
+// prints its id.
 #include <iostream>
 #include <memory>
 #include <string>
@@ -26,6 +26,7 @@ struct SubmitFlags {
   int64_t calib_max_docs = 0;
   int64_t calib_max_tokens = 0;
   int64_t calib_samples = -1;  // -1: the server's default
+  bool sequential_calibration = false;
   uint64_t max_shard_bytes = 0;
   bool export_gptq = false;
   RecipeFlags recipe;
@@ -42,6 +43,7 @@ absl::StatusOr<v1::SubmitJobRequest> MakeRequest(const SubmitFlags& flags) {
   calibration.set_max_documents(flags.calib_max_docs);
   calibration.set_max_tokens(flags.calib_max_tokens);
   if (flags.calib_samples >= 0) calibration.set_sample_tokens(flags.calib_samples);
+  calibration.set_sequential(flags.sequential_calibration);
   request.set_eval_calibration_id(flags.eval_calib_id);
   request.set_idempotency_key(flags.idempotency_key);
   request.set_max_shard_bytes(flags.max_shard_bytes);
@@ -71,6 +73,7 @@ void AddSubmitCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--idempotency-key", flags->idempotency_key,
                   "A second submit with the same key returns the first job");
   AddCalibrationLimitFlags(*sub, flags->calib_max_docs, flags->calib_max_tokens);
+  AddSequentialCalibrationFlag(*sub, flags->sequential_calibration);
   sub->add_option("--calib-samples", flags->calib_samples,
                   "Activation tokens kept per site to measure SQNR (0: none; default: the "
                   "server's)");

@@ -53,6 +53,7 @@ nlohmann::json CalibrationReportJson(const CalibrationReport& r) {
           {"max_documents", r.max_documents},
           {"max_tokens", r.max_tokens},
           {"statistics_block_size", r.statistics_block_size},
+          {"mode", CalibrationModeName(r.sequential)},
           {"seconds", r.seconds}};
 }
 
@@ -65,6 +66,8 @@ CalibrationReport CalibrationReportFromJson(const nlohmann::json& j) {
   r.max_documents = j.value("max_documents", int64_t{0});
   r.max_tokens = j.value("max_tokens", int64_t{0});
   r.statistics_block_size = j.value("statistics_block_size", int64_t{0});
+  // Manifests stored before the mode existed were all float mode.
+  r.sequential = j.value("mode", "fp") == std::string(CalibrationModeName(true));
   r.seconds = j.value("seconds", 0.0);
   return r;
 }
@@ -401,6 +404,7 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   input.text.max_documents = options.max_documents();
   input.text.max_tokens = options.max_tokens();
   if (options.has_sample_tokens()) input.sample_tokens = options.sample_tokens();
+  input.sequential = options.sequential();
   input.threads = std::max(1, options_.calibration_threads);
   absl::StatusOr<CalibrationData> loaded = catq::LoadCalibration(
       env_, *context.model, context.model_dir, context.recipe, input, &context.calibration_report);

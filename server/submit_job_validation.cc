@@ -34,6 +34,24 @@ absl::Status CheckEvaluation(MetadataStore& store, const std::string& tenant,
   return absl::OkStatus();
 }
 
+// Sequential calibration runs the model over the calibration layer by layer,
+// so it needs one it can run: text or token ids, not uploaded statistics.
+absl::Status CheckSequentialCalibration(MetadataStore& store, const std::string& tenant,
+                                        const std::string& calibration_id) {
+  if (calibration_id.empty()) {
+    return absl::InvalidArgumentError(
+        "calibration_options.sequential: needs a calibration_id (text or token ids)");
+  }
+  CATQ_ASSIGN_OR_RETURN(CalibrationRecord calibration,
+                        store.GetCalibration(tenant, calibration_id));
+  if (calibration.kind == v1::CALIBRATION_KIND_STATISTICS) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "calibration_options.sequential: calibration '", calibration.name,
+        "' holds precomputed statistics; sequential mode runs the model over text or token ids"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ValidatedSubmit> ValidateSubmitJobRequest(MetadataStore& store,
@@ -64,6 +82,9 @@ absl::StatusOr<ValidatedSubmit> ValidateSubmitJobRequest(MetadataStore& store,
   if (options.max_documents() < 0 || options.max_tokens() < 0 ||
       (options.has_sample_tokens() && options.sample_tokens() < 0)) {
     return absl::InvalidArgumentError("calibration_options: counts must be >= 0");
+  }
+  if (options.sequential()) {
+    CATQ_RETURN_IF_ERROR(CheckSequentialCalibration(store, tenant, request.calibration_id()));
   }
   if (request.idempotency_key().size() > kMaxIdempotencyKeyBytes) {
     return absl::InvalidArgumentError(
