@@ -191,9 +191,174 @@ TEST_P(CompressedTensorsRoundTrip, UnpackGivesBackExactlyWhatWasPacked) {
   ASSERT_OK(back);
   testing::ExpectSameWeight(*back, *qw);
   EXPECT_EQ(Dequantize(*back), Dequantize(*qw));
+  // The general entry points are the int4 ones on these widths.
+  auto general = PackCompressedTensors(*qw);
+  ASSERT_OK(general);
+  EXPECT_EQ(general->weight_packed, packed->weight_packed);
+  EXPECT_EQ(general->weight_zero_point, packed->weight_zero_point);
+  auto general_back = UnpackCompressedTensors(*general, qw->scales, options);
+  ASSERT_OK(general_back);
+  testing::ExpectSameWeight(*general_back, *qw);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CompressedTensorsRoundTrip, testing::RoundTripCases(),
+                         testing::RoundTripName);
+
+// 8-bit fields: four levels per word, byte k % 4 of word k / 4 holding q + 128.
+
+// 2 x 6, symmetric 8-bit, per channel: odd width, two padding bytes per row.
+//   word [0, 0]: q = 0 1 -1 127       -> 80 81 7F FF -> 0xFF7F8180
+//   word [0, 1]: q = -127 -128, pad   -> 01 00 80 80 -> 0x80800001
+//   word [1, 0]: q = 5 -5 64 -64      -> 85 7B C0 40 -> 0x40C07B85
+//   word [1, 1]: q = 100 -100, pad    -> E4 1C 80 80 -> 0x80801CE4
+QuantizedWeight KnownSymmetric8Bit2x6() {
+  QuantizedWeight qw;
+  qw.rows = 2;
+  qw.cols = 6;
+  qw.options.bits = 8;
+  qw.q = {0, 1,  -1, 127, -127, -128,  //
+          5, -5, 64, -64, 100,  -100};
+  qw.scales = {0.5f, 0.25f};
+  return qw;
+}
+
+// 5 x 4, asymmetric 8-bit, groups of 2: zero points pack along the output,
+// four rows per word, rows 5..7 padding.
+//   weight_packed [0]: q = -128 127 0 1 -> 00 FF 80 81 -> 0x8180FF00
+//   weight_packed [1..4]: q = 0         -> 0x80808080
+//   weight_zero_point [0, 0]: rows 0..3 zeros -128 127 0 1 -> 0x8180FF00
+//   weight_zero_point [0, 1]: zeros 10 -10 50 -50          -> 0x4EB2768A
+//   weight_zero_point [1, 0]: row 4 zero -3, padding 128   -> 0x8080807D
+//   weight_zero_point [1, 1]: row 4 zero 7, padding 128    -> 0x80808087
+QuantizedWeight KnownAsymmetric8Bit5x4() {
+  QuantizedWeight qw;
+  qw.rows = 5;
+  qw.cols = 4;
+  qw.options = WeightQuantOptions{8, 2, false};
+  qw.q = std::vector<int8_t>(20, 0);
+  qw.q[0] = -128;
+  qw.q[1] = 127;
+  qw.q[3] = 1;
+  qw.scales = std::vector<float>(10, 1.0f);
+  qw.zeros = {-128, 10, 127, -10, 0, 50, 1, -50, -3, 7};
+  return qw;
+}
+
+TEST(PackCompressedTensors8Bit, KnownSymmetricWordsBitForBit) {
+  const QuantizedWeight qw = KnownSymmetric8Bit2x6();
+  auto packed = PackCompressedTensors(qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed, (std::vector<int32_t>{Word(0xFF7F8180), Word(0x80800001),
+                                                         Word(0x40C07B85), Word(0x80801CE4)}));
+  // A top byte >= 0x80 reads as a negative int32, as safetensors stores it.
+  EXPECT_EQ(packed->weight_packed[0], -8420992);
+  EXPECT_TRUE(packed->weight_zero_point.empty());
+  EXPECT_EQ(packed->weight_shape(), (std::array<int64_t, 2>{2, 6}));
+  auto back = UnpackCompressedTensors(*packed, qw.scales, qw.options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, qw);
+}
+
+TEST(PackCompressedTensors8Bit, KnownAsymmetricZeroPointsPackAlongOutput) {
+  const QuantizedWeight qw = KnownAsymmetric8Bit5x4();
+  auto packed = PackCompressedTensors(qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed,
+            (std::vector<int32_t>{Word(0x8180FF00), Word(0x80808080), Word(0x80808080),
+                                  Word(0x80808080), Word(0x80808080)}));
+  EXPECT_EQ(packed->weight_zero_point, (std::vector<int32_t>{Word(0x8180FF00), Word(0x4EB2768A),
+                                                             Word(0x8080807D), Word(0x80808087)}));
+  auto back = UnpackCompressedTensors(*packed, qw.scales, qw.options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, qw);
+  EXPECT_EQ(Dequantize(*back), Dequantize(qw));
+}
+
+// The same signed offset as 4 bits, 2^(F-1): a level q is stored as q + 8 in
+// a nibble and q + 128 in a byte, so the levels -8..7 of one row give the
+// nibbles 0..F and the bytes 0x78..0x87.
+TEST(PackCompressedTensors8Bit, SignedOffsetIsHalfTheFieldRange) {
+  QuantizedWeight qw;
+  qw.rows = 1;
+  qw.cols = 16;
+  qw.scales = {1.0f};
+  for (int k = 0; k < 16; ++k) qw.q.push_back(static_cast<int8_t>(k - 8));
+  auto nibbles = PackCompressedTensors(qw);
+  ASSERT_OK(nibbles);
+  EXPECT_EQ(nibbles->weight_packed, (std::vector<int32_t>{Word(0x76543210), Word(0xFEDCBA98)}));
+  qw.options.bits = 8;
+  auto bytes = PackCompressedTensors(qw);
+  ASSERT_OK(bytes);
+  EXPECT_EQ(bytes->weight_packed, (std::vector<int32_t>{Word(0x7B7A7978), Word(0x7F7E7D7C),
+                                                        Word(0x83828180), Word(0x87868584)}));
+}
+
+TEST(PackCompressedTensors8Bit, WidthsWithoutAFieldAreRefused) {
+  EXPECT_EQ(PackedFieldBits(2), 4);
+  EXPECT_EQ(PackedFieldBits(4), 4);
+  EXPECT_EQ(PackedFieldBits(8), 8);
+  EXPECT_EQ(PackedFieldBits(6), 0);
+  EXPECT_TRUE(IsExactPackedWidth(4));
+  EXPECT_TRUE(IsExactPackedWidth(8));
+  EXPECT_FALSE(IsExactPackedWidth(3));
+  EXPECT_FALSE(IsExactPackedWidth(6));
+  auto qw = QuantizeRtn(testing::RandomWeights(2, 8, 1), WeightQuantOptions{6, -1, true});
+  ASSERT_OK(qw);
+  EXPECT_STATUS(PackCompressedTensors(*qw), absl::StatusCode::kInvalidArgument,
+                "options.bits: 6 has no pack-quantized field");
+  auto eight = QuantizeRtn(testing::RandomWeights(2, 8, 1), WeightQuantOptions{8, -1, true});
+  ASSERT_OK(eight);
+  EXPECT_STATUS(PackInt4CompressedTensors(*eight), absl::StatusCode::kInvalidArgument,
+                "options.bits: 8 does not fit int4 packing (at most 4)");
+}
+
+TEST(UnpackCompressedTensors8Bit, CorruptPaddingAndSizesAreNamed) {
+  const QuantizedWeight qw = KnownSymmetric8Bit2x6();
+  const CompressedTensorsPacked good = *PackCompressedTensors(qw);
+  CompressedTensorsPacked packed = good;
+  packed.weight_packed[1] = Word(0x80000001);  // Byte 2 (element 6, padding) = 0.
+  EXPECT_STATUS(UnpackCompressedTensors(packed, qw.scales, qw.options), absl::StatusCode::kDataLoss,
+                "weight_packed[row 0, word 1]: padding byte 2 (past in = 6) is 0, expected 128");
+  // Four-bit options read the 8-bit words as the wrong number of words.
+  EXPECT_STATUS(UnpackCompressedTensors(good, qw.scales, WeightQuantOptions{4, -1, true}),
+                absl::StatusCode::kInvalidArgument,
+                "weight_packed: expected 2 values ([2, 1]), got 4");
+  const QuantizedWeight asym = KnownAsymmetric8Bit5x4();
+  CompressedTensorsPacked packed_asym = *PackCompressedTensors(asym);
+  packed_asym.weight_zero_point[3] = Word(0x81808087);  // Byte 3 (row 7, padding) = 0x81.
+  EXPECT_STATUS(UnpackCompressedTensors(packed_asym, asym.scales, asym.options),
+                absl::StatusCode::kDataLoss,
+                "weight_zero_point[word row 1, group 1]: padding byte 3 (past out = 5) is 129, "
+                "expected 128");
+}
+
+// rows (out), cols (in), group_size, bits (8), symmetric: widths that leave
+// 1, 3 and no padding bytes, per channel and groups with a smaller last one.
+auto Int8RoundTripCases() {
+  return ::testing::Combine(
+      ::testing::Values<int64_t>(16, 13), ::testing::Values<int64_t>(172, 13, 7, 64),
+      ::testing::Values(kPerChannelGroupSize, 128, 5), ::testing::Values(8), ::testing::Bool());
+}
+
+class CompressedTensors8BitRoundTrip : public ::testing::TestWithParam<testing::RoundTripCase> {};
+
+TEST_P(CompressedTensors8BitRoundTrip, UnpackGivesBackExactlyWhatWasPacked) {
+  const auto [rows, cols, group_size, bits, symmetric] = GetParam();
+  const WeightQuantOptions options = testing::RoundTripOptions(GetParam());
+  auto qw = QuantizeRtn(testing::RoundTripWeights(GetParam()), options);
+  ASSERT_OK(qw);
+  auto packed = PackCompressedTensors(*qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(static_cast<int64_t>(packed->weight_packed.size()), rows * ((cols + 3) / 4));
+  EXPECT_EQ(static_cast<int64_t>(packed->weight_zero_point.size()),
+            symmetric ? 0 : ((rows + 3) / 4) * qw->groups());
+  auto back = UnpackCompressedTensors(*packed, qw->scales, options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, *qw);
+  EXPECT_EQ(Dequantize(*back), Dequantize(*qw));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CompressedTensors8BitRoundTrip, Int8RoundTripCases(),
                          testing::RoundTripName);
 
 }  // namespace
