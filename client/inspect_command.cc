@@ -138,7 +138,7 @@ void PrintText(const SafetensorsDir& dir, const std::vector<PackedLinearInfo>& l
   const auto float_linears = FloatLinearWeights(dir, config);
   if (!float_linears.empty()) std::cout << float_linears.size() << " linear weights\n";
   if (linears.empty()) return;
-  std::cout << "\npacked int4 linears:\n";
+  std::cout << "\npacked linears:\n";
   for (const PackedLinearInfo& linear : linears) {
     std::cout << absl::StrFormat("  %-48s [%d, %d] groups %d (group size %d)%s\n", linear.module,
                                  linear.out, linear.in, linear.groups, group_size,

@@ -1,6 +1,7 @@
 #include "core/cat/recipe.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/quant/compressed_tensors_pack.h"
 
 namespace catq {
 namespace {
@@ -64,6 +65,10 @@ absl::Status Recipe::Validate() const {
   }
   if (absl::Status weights_ok = weights.Validate(); !weights_ok.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("weights.", weights_ok.message()));
+  }
+  if (!IsExactPackedWidth(weights.bits)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weights.bits: ", weights.bits, " is not stored by the pack-quantized output (4 or 8)"));
   }
   if (activation_bits != 16 && (activation_bits < 2 || activation_bits > 8)) {
     return absl::InvalidArgumentError(absl::StrCat(

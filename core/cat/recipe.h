@@ -61,8 +61,8 @@ struct Recipe {
   uint64_t mixing_seed = 0;
   // SmoothQuant migration strength alpha in [0, 1]. Default 0.5.
   double smoothquant_alpha = 0.5;
-  // Weight grid: bits, group size along the input, symmetric. Default W4,
-  // symmetric, per output channel.
+  // Weight grid: bits (4 or 8, the widths the output stores), group size
+  // along the input, symmetric. Default W4, symmetric, per output channel.
   WeightQuantOptions weights;
   WeightQuantizer weight_quantizer = WeightQuantizer::kRtn;
   // GPTQ: Hessian damping relative to its mean diagonal (default 0.01) and

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/quant/activation_quant.h"
+#include "core/quant/compressed_tensors_pack.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -61,16 +62,17 @@ absl::Status ExpectString(const Node& parent, const std::string& key, absl::stri
   return absl::OkStatus();
 }
 
-// The weight scheme: 4-bit int, per group or per channel.
+// The weight scheme: 4- or 8-bit int, per group or per channel.
 absl::StatusOr<WeightQuantOptions> ParseWeights(const Node& weights) {
   WeightQuantOptions options;
   CATQ_RETURN_IF_ERROR(ExpectString(weights, "type", "int"));
   CATQ_ASSIGN_OR_RETURN(const int64_t bits, GetInt(weights, "num_bits"));
-  if (bits != 4) {
-    return FieldError(absl::StrCat(weights.path, ".num_bits"),
-                      absl::StrCat(bits, "; pack-quantized int4 holds 4-bit weights"));
+  if (!IsExactPackedWidth(static_cast<int>(bits))) {
+    return FieldError(
+        absl::StrCat(weights.path, ".num_bits"),
+        absl::StrCat(bits, "; catq's pack-quantized outputs hold 4- or 8-bit weights"));
   }
-  options.bits = 4;
+  options.bits = static_cast<int>(bits);
   CATQ_ASSIGN_OR_RETURN(options.symmetric, GetBool(weights, "symmetric"));
   CATQ_ASSIGN_OR_RETURN(const std::string strategy, GetString(weights, "strategy"));
   if (strategy == "channel") {

@@ -68,10 +68,11 @@ struct StoredQuantization {
 // "quantization_config.config_groups.group_0.weights.num_bits"), when it is
 // missing or has the wrong type or range: quant_method other than
 // "compressed-tensors", format other than "pack-quantized", weights other
-// than 4-bit int, a group size below 1 with strategy "group", activation bits
-// outside [2, 8] (a present input_activations entry), a sites map that lacks
-// a layer's site, names a layer or site the model does not have, or marks a
-// site both online and folded. Unknown extra fields are ignored.
+// than 4- or 8-bit int, a group size below 1 with strategy "group",
+// activation bits outside [2, 8] (a present input_activations entry), a
+// sites map that lacks a layer's site, names a layer or site the model does
+// not have, or marks a site both online and folded. Unknown extra fields are
+// ignored.
 absl::StatusOr<StoredQuantization> ParseStoredQuantization(const LlamaConfig& config,
                                                            absl::string_view config_path);
 

@@ -229,7 +229,7 @@ absl::Status CheckRecipeGptqExportable(const Recipe& recipe) {
   }
   if (recipe.weights.bits != kGptqBits) {
     return absl::InvalidArgumentError(absl::StrCat("recipe.weights.bits: ", recipe.weights.bits,
-                                                   "; the GPTQ export writes 4-bit weights"));
+                                                   "; the GPTQ export writes 4-bit weights only"));
   }
   if (recipe.scale_dtype != DType::kF16 && recipe.scale_dtype != DType::kBF16) {
     return absl::InvalidArgumentError(
@@ -265,6 +265,12 @@ absl::StatusOr<GptqExportSummary> ExportGptqLayout(Env* env, const std::string& 
   CATQ_ASSIGN_OR_RETURN(StoredQuantization stored,
                         ParseStoredQuantization(config, JoinPath(output_dir, kConfigFileName)));
   CATQ_RETURN_IF_ERROR(CheckNoOnlineSite(stored));
+  if (stored.weights.bits != kGptqBits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weights.bits: ", stored.weights.bits, " (", kConfigFileName,
+        " quantization_config.config_groups.group_0.weights.num_bits); the GPTQ export writes "
+        "4-bit weights only"));
+  }
   CATQ_ASSIGN_OR_RETURN(QuantizedModel model, QuantizedModel::Open(output_dir, env));
   const WeightQuantOptions& weights = model.quantization().weights;
   CATQ_ASSIGN_OR_RETURN(std::vector<ExportItem> items, PlanExport(model));

@@ -83,9 +83,10 @@ nlohmann::json GptqQuantizationConfig(const WeightQuantOptions& weights);
 // What the recipe alone decides: InvalidArgument naming the recipe field when
 // every output of `recipe` has an online transform (method hadamard; cat
 // unless block_size is 1 without Hadamard mixing) or scales GPTQ's F16
-// cannot hold (scale_dtype F32; BF16 scales convert exactly). A diagonal
-// recipe (smoothquant, cat k=1 without mixing) passes: whether each site
-// folds depends on the model (CheckGptqExportable).
+// cannot hold (scale_dtype F32; BF16 scales convert exactly), or weights of
+// other than 4 bits (weights.bits). A diagonal recipe (smoothquant, cat k=1
+// without mixing) passes: whether each site folds depends on the model
+// (CheckGptqExportable).
 absl::Status CheckRecipeGptqExportable(const Recipe& recipe);
 
 // CheckGptqExportable
@@ -127,8 +128,10 @@ struct GptqExportSummary {
 //     an asymmetric zero point of -8 (`<m>.weight_zero_point`, row and group;
 //     v1 stores zero + 7 in 4 bits), a scale that is not an F16 value
 //     (`<m>.weight_scale`), a linear stored as a float `<m>.weight`;
+//   - InvalidArgument naming weights.bits for an 8-bit output (the export
+//     writes 4-bit GPTQ words only);
 //   - InvalidArgument from reading the output (a quantization_config that is
-//     not catq's, e.g. weights of other than 4 bits, naming the field; a
+//     not catq's, e.g. weights of other than 4 or 8 bits, naming the field; a
 //     missing or malformed tensor, naming it), DataLoss for packed values
 //     outside the grid;
 //   - AlreadyExists for an existing `export_dir` without options.replace;

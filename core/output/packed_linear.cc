@@ -80,9 +80,9 @@ void MeasureError(const Eigen::Ref<const RowMatrixXf>& w, const QuantizedWeight&
 }  // namespace
 
 absl::Status CheckPackable(const WeightQuantOptions& options, DType scale_dtype) {
-  if (options.bits != 4) {
+  if (!IsExactPackedWidth(options.bits)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "weights.bits: the pack-quantized output stores 4-bit weights; got ", options.bits));
+        "weights.bits: the pack-quantized output stores 4- or 8-bit weights; got ", options.bits));
   }
   if (scale_dtype != DType::kF16 && scale_dtype != DType::kBF16 && scale_dtype != DType::kF32) {
     return absl::InvalidArgumentError(
@@ -95,13 +95,15 @@ std::vector<TensorSpec> PackedLinearSpecs(absl::string_view module, int64_t rows
                                           const WeightQuantOptions& options, DType scale_dtype) {
   const PackedWeightNames names = PackedWeightNamesFor(module);
   const int64_t groups = NumGroups(cols, options.group_size);
+  const int field_bits = PackedFieldBits(options.bits);
   std::vector<TensorSpec> specs = {
-      {names.packed, DType::kI32, {rows, (cols + 7) / 8}},
+      {names.packed, DType::kI32, {rows, PackedWordsFor(cols, field_bits)}},
       {names.scale, scale_dtype, {rows, groups}},
       {names.shape, DType::kI64, {2}},
   };
-  if (!options.symmetric)
-    specs.push_back({names.zero_point, DType::kI32, {(rows + 7) / 8, groups}});
+  if (!options.symmetric) {
+    specs.push_back({names.zero_point, DType::kI32, {PackedWordsFor(rows, field_bits), groups}});
+  }
   return specs;
 }
 
@@ -116,7 +118,7 @@ absl::StatusOr<PackedLinear> PackQuantizedLinear(absl::string_view module,
                                                    qw.cols, "], the reference [", w.rows(), ", ",
                                                    w.cols(), "]"));
   }
-  absl::StatusOr<CompressedTensorsInt4> ct = PackInt4CompressedTensors(qw);
+  absl::StatusOr<CompressedTensorsPacked> ct = PackCompressedTensors(qw);
   CATQ_RETURN_IF_ERROR(Prefix(module, ct.status()));
   PackedLinear packed;
   packed.specs = PackedLinearSpecs(module, w.rows(), w.cols(), qw.options, scale_dtype);
@@ -169,15 +171,22 @@ absl::StatusOr<QuantizedWeight> ReadPackedLinear(const SafetensorsDir& dir,
         absl::StrCat(names.shape, ": [", rows, ", ", cols, "] must be positive"));
   }
   const int64_t groups = NumGroups(cols, options.group_size);
-  CompressedTensorsInt4 packed;
+  const int field_bits = PackedFieldBits(options.bits);
+  if (field_bits == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(module, ": weights.bits ", options.bits, " has no pack-quantized field"));
+  }
+  CompressedTensorsPacked packed;
   packed.rows = rows;
   packed.cols = cols;
   packed.groups = groups;
-  CATQ_ASSIGN_OR_RETURN(packed.weight_packed,
-                        ReadIntTensor<int32_t>(dir, names.packed, {rows, (cols + 7) / 8}));
+  CATQ_ASSIGN_OR_RETURN(
+      packed.weight_packed,
+      ReadIntTensor<int32_t>(dir, names.packed, {rows, PackedWordsFor(cols, field_bits)}));
   if (!options.symmetric) {
-    CATQ_ASSIGN_OR_RETURN(packed.weight_zero_point,
-                          ReadIntTensor<int32_t>(dir, names.zero_point, {(rows + 7) / 8, groups}));
+    CATQ_ASSIGN_OR_RETURN(
+        packed.weight_zero_point,
+        ReadIntTensor<int32_t>(dir, names.zero_point, {PackedWordsFor(rows, field_bits), groups}));
   }
   CATQ_ASSIGN_OR_RETURN(TensorView scale_view, dir.Get(names.scale));
   if (scale_view.shape() != std::vector<int64_t>{rows, groups}) {
@@ -186,7 +195,7 @@ absl::StatusOr<QuantizedWeight> ReadPackedLinear(const SafetensorsDir& dir,
                                                    "], expected [", rows, ", ", groups, "]"));
   }
   CATQ_ASSIGN_OR_RETURN(std::vector<float> scales, scale_view.ToFloat());
-  absl::StatusOr<QuantizedWeight> qw = UnpackInt4CompressedTensors(packed, scales, options);
+  absl::StatusOr<QuantizedWeight> qw = UnpackCompressedTensors(packed, scales, options);
   CATQ_RETURN_IF_ERROR(Prefix(module, qw.status()));
   return qw;
 }

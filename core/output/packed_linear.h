@@ -32,14 +32,14 @@
 
 namespace catq {
 
-// OK when `options` and `scale_dtype` can be stored as pack-quantized int4:
-// 4 bits, scales in F16, BF16 or F32. Otherwise InvalidArgument naming the
-// field ("weights.bits", "scale_dtype").
+// OK when `options` and `scale_dtype` can be stored pack-quantized: 4 bits
+// (8 per int32 word) or 8 bits (4 per word), scales in F16, BF16 or F32.
+// Otherwise InvalidArgument naming the field ("weights.bits", "scale_dtype").
 absl::Status CheckPackable(const WeightQuantOptions& options, DType scale_dtype);
 
 // The specs of the tensors of linear `module` [rows, cols], in write order:
 // weight_packed, weight_scale, weight_shape, then weight_zero_point when
-// asymmetric.
+// asymmetric. REQUIRES: CheckPackable(options, scale_dtype) is OK.
 std::vector<TensorSpec> PackedLinearSpecs(absl::string_view module, int64_t rows, int64_t cols,
                                           const WeightQuantOptions& options, DType scale_dtype);
 

@@ -1,6 +1,6 @@
 // Evaluates real outputs of the in-process quantizer: stories260K quantized
-// RTN W4 g32, weight-only and with 4-bit activations, on the TinyStories
-// sample, against the FP model (core/eval/evaluate.h).
+// RTN W4 g32 (and W8 g32), weight-only and with 4-bit activations, on the
+// TinyStories sample, against the FP model (core/eval/evaluate.h).
 #include "core/eval/evaluate.h"
 
 #include <gtest/gtest.h>
@@ -8,8 +8,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/model/llama2c_import.h"
 #include "core/model/llama2c_tokenizer.h"
 #include "core/model/text_documents.h"
@@ -87,24 +89,32 @@ class InMemoryRtn : public ModelWeightProvider {
 };
 
 // The stored output, read back, computes exactly what the quantization did
-// in memory (F32 scales: no rounding of the stored scales to mirror).
+// in memory (F32 scales: no rounding of the stored scales to mirror), in
+// nibbles (W4, symmetric) and in bytes (W8, asymmetric: zero points too).
 TEST_F(Stories260KEvalTest, StoredOutputEvaluatesAsTheQuantizationInMemory) {
-  Recipe recipe;
-  recipe.weights.group_size = 32;
-  recipe.scale_dtype = DType::kF32;
-  const std::string out = dir_.Join("w4f32");
-  ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("fp"), out, recipe, {}));
-  absl::StatusOr<QuantizedModel> q = QuantizedModel::Open(out);
-  ASSERT_OK(q);
-  absl::StatusOr<PerplexityResult> stored = EvaluateQuantizedPerplexity(*q, documents_);
-  ASSERT_OK(stored);
-  InMemoryRtn in_memory(*fp_, recipe.weights);
-  ForwardOptions options;
-  options.weights = &in_memory;
-  absl::StatusOr<PerplexityResult> expected = EvaluatePerplexity(*fp_, documents_, options);
-  ASSERT_OK(expected);
-  EXPECT_EQ(stored->perplexity, expected->perplexity);
-  RecordProperty("w4a16_f32_scales_perplexity", std::to_string(stored->perplexity));
+  for (const auto& [bits, symmetric] : {std::pair{4, true}, std::pair{8, false}}) {
+    SCOPED_TRACE(absl::StrCat("W", bits, symmetric ? " symmetric" : " asymmetric"));
+    Recipe recipe;
+    recipe.weights.bits = bits;
+    recipe.weights.symmetric = symmetric;
+    recipe.weights.group_size = 32;
+    recipe.scale_dtype = DType::kF32;
+    const std::string out = dir_.Join(absl::StrCat("w", bits, "f32"));
+    ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("fp"), out, recipe, {}));
+    absl::StatusOr<QuantizedModel> q = QuantizedModel::Open(out);
+    ASSERT_OK(q);
+    EXPECT_EQ(q->quantization().weights.bits, bits);
+    absl::StatusOr<PerplexityResult> stored = EvaluateQuantizedPerplexity(*q, documents_);
+    ASSERT_OK(stored);
+    InMemoryRtn in_memory(*fp_, recipe.weights);
+    ForwardOptions options;
+    options.weights = &in_memory;
+    absl::StatusOr<PerplexityResult> expected = EvaluatePerplexity(*fp_, documents_, options);
+    ASSERT_OK(expected);
+    EXPECT_EQ(stored->perplexity, expected->perplexity);
+    RecordProperty(absl::StrCat("w", bits, "a16_f32_scales_perplexity"),
+                   std::to_string(stored->perplexity));
+  }
 }
 
 TEST_F(Stories260KEvalTest, RtnW4IsCloseAndActivationQuantizationCostsMore) {

@@ -401,6 +401,21 @@ TEST_F(GptqExportTest, OtherBitWidthsAreRefusedNamingTheField) {
                 "quantization_config.config_groups.group_0.weights.num_bits: 3");
 }
 
+// An 8-bit output is refused before anything is written, naming
+// weights.bits: the export writes 4-bit GPTQ words only. The recipe check
+// says the same before quantizing.
+TEST_F(GptqExportTest, EightBitOutputIsRefusedNamingWeightsBits) {
+  Recipe recipe = RtnRecipe(32, true);
+  recipe.weights.bits = 8;
+  EXPECT_STATUS(CheckRecipeGptqExportable(recipe), absl::StatusCode::kInvalidArgument,
+                "recipe.weights.bits: 8; the GPTQ export writes 4-bit weights only");
+  const std::string out = Quantize("out", recipe);
+  EXPECT_STATUS(ExportGptqLayout(Env::Default(), out, dir_.Join("gptq")),
+                absl::StatusCode::kInvalidArgument, "weights.bits: 8 (config.json");
+  EXPECT_FALSE(Env::Default()->FileExists(dir_.Join("gptq")));
+  EXPECT_FALSE(Env::Default()->FileExists(dir_.Join("gptq.partial")));
+}
+
 // A sharded output gives a sharded export with an index whose weight_map
 // names every tensor; tokenizer files are copied, the report is not.
 TEST_F(GptqExportTest, ShardsIndexAndSideFilesLikeTheSource) {

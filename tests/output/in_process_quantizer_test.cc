@@ -137,6 +137,29 @@ TEST_F(InProcessQuantizerTest, AsymmetricPerChannelWithoutFolding) {
   EXPECT_TRUE(output->Contains("model.layers.0.mlp.down_proj.weight_zero_point"));
 }
 
+// 8-bit weights: quantization_config says num_bits 8, each word holds four
+// levels, and every linear reads back within half a step.
+TEST_F(InProcessQuantizerTest, EightBitWeightsRecordTheirWidth) {
+  Recipe recipe;
+  recipe.weights.bits = 8;
+  recipe.weights.group_size = 16;
+  recipe.weights.symmetric = false;
+  ASSERT_OK(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), recipe, {}));
+  const nlohmann::json config = ReadJson(dir_.Join("out/config.json"));
+  EXPECT_EQ(config["quantization_config"]["config_groups"]["group_0"]["weights"]["num_bits"], 8);
+  const nlohmann::json report = ReadJson(dir_.Join("out/catq_report.json"));
+  EXPECT_EQ(report["recipe"]["w_bits"], 8);
+  auto output = SafetensorsDir::Open(out_dir());
+  ASSERT_OK(output);
+  auto packed = output->Get("model.layers.0.mlp.down_proj.weight_packed");
+  ASSERT_OK(packed);
+  auto model = LlamaModel::Open(model_dir());
+  ASSERT_OK(model);
+  const MatrixShape down = LinearShape(model->config(), LinearKind::kDownProj);
+  EXPECT_EQ(packed->shape(), (std::vector<int64_t>{down.rows, (down.cols + 3) / 4}));
+  ExpectFaithfulOutput(model_dir(), out_dir(), recipe);
+}
+
 TEST_F(InProcessQuantizerTest, SameInputGivesByteIdenticalShards) {
   Recipe recipe;
   ASSERT_OK(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), recipe, {}));
@@ -169,10 +192,11 @@ TEST_F(InProcessQuantizerTest, FailuresLeaveNothingBehind) {
                 absl::StatusCode::kInvalidArgument,
                 "recipe.method 'cat' with weight quantizer "
                 "'rtn' needs calibration");
-  Recipe w8;
-  w8.weights.bits = 8;
-  EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), w8, {}),
-                absl::StatusCode::kInvalidArgument, "weights.bits");
+  Recipe w3;
+  w3.weights.bits = 3;
+  EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), w3, {}),
+                absl::StatusCode::kInvalidArgument,
+                "recipe: weights.bits: 3 is not stored by the pack-quantized output (4 or 8)");
   EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), dir_.Join("nope"), out_dir(), Recipe(), {}),
                 absl::StatusCode::kNotFound, "nope");
   EXPECT_FALSE(Env::Default()->FileExists(out_dir()));
