@@ -1,9 +1,8 @@
 // `catq compare --model DIR --calib-text FILE --text FILE [--json]`: quantizes
 // the model with each method (rtn, smoothquant, hadamard, cat with k in {1,
-// 16, 32, d}) at each grid (W4A4, W4A8, W4A16), evaluates every output from
-// its stored shards and prints one table of perplexity, KL to FP and mean
+// 16, 32, d}) at each grid (W4A4, W4A8, W8A8, W4A16), evaluates every output
+// from its stored shards and prints one table of perplexity, KL to FP and mean
 // per-linear SQNR: what a user runs to choose a recipe. Calibrates once.
-// W8A8 needs 8-bit packing, which the output does not have yet.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -17,6 +16,7 @@
 #include "core/eval/eval_documents.h"
 #include "core/eval/evaluate.h"
 #include "core/output/in_process_quantizer.h"
+#include "core/quant/compressed_tensors_pack.h"
 #include "core/util/status_macros.h"
 
 namespace catq::cli {
@@ -28,7 +28,7 @@ struct CompareFlags {
   std::string text;
   int64_t calib_max_docs = 64;
   std::string methods = "rtn,smoothquant,hadamard,cat:1,cat:16,cat:32,cat:d";
-  std::string grids = "W4A4,W4A8,W4A16";
+  std::string grids = "W4A4,W4A8,W8A8,W4A16";
   std::string work_dir;
   bool json = false;
 };
@@ -76,9 +76,9 @@ absl::StatusOr<std::pair<int, int>> ParseGrid(absl::string_view grid) {
   if (std::sscanf(std::string(grid).c_str(), "W%dA%d", &w, &a) != 2) {
     return absl::InvalidArgumentError(absl::StrCat("--grids: \"", grid, "\" is not WnAm"));
   }
-  if (w != 4) {
+  if (!IsExactPackedWidth(w)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--grids: \"", grid, "\": the pack-quantized output stores 4-bit weights only"));
+        "--grids: \"", grid, "\": the pack-quantized output stores 4- or 8-bit weights only"));
   }
   return std::make_pair(w, a);
 }
@@ -208,7 +208,8 @@ void AddCompareCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--methods", flags->methods,
                   "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d")
       ->capture_default_str();
-  sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4)")->capture_default_str();
+  sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4 or 8)")
+      ->capture_default_str();
   sub->add_option("--work-dir", flags->work_dir, "Scratch directory for the outputs");
   sub->add_flag("--json", flags->json, "Print the results as JSON");
   sub->callback([flags, &run] { run = [flags] { return RunCompare(*flags); }; });

@@ -134,8 +134,9 @@ TEST(CatqCli, AnalyzeAndCalibratedQuantizeAgreeOnStories260K) {
   EXPECT_EQ(ParseJsonOutput(inspect)["packed_linears"].size(), 35u);
 }
 
-// `catq compare` on a subset: one row per (recipe, grid), FP alongside, and
-// block CAT ahead of RTN at W4A4.
+// `catq compare` on a subset: one row per (recipe, grid), FP alongside,
+// block CAT ahead of RTN at W4A4, and W8A8 (8-bit weights in the shards)
+// close to FP for both.
 TEST(CatqCli, CompareRanksRecipesOnStories260K) {
   CATQ_REQUIRE_SHARED();
   testing::TempDir dir;
@@ -147,24 +148,30 @@ TEST(CatqCli, CompareRanksRecipesOnStories260K) {
           .exit_code,
       0);
   const CommandResult compare = RunCatq(absl::StrCat(
-      "compare --json --methods rtn,cat:32 --grids W4A4,W4A16 --model ", dir.Join("hf"),
+      "compare --json --methods rtn,cat:32 --grids W4A4,W8A8,W4A16 --model ", dir.Join("hf"),
       " --calib-text ", testing::SharedPath("data/tinystories_197k.txt"), " --text ",
       testing::SharedPath("data/tinystories_sample.txt"), " --work-dir ", dir.Join("work")));
   ASSERT_EQ(compare.exit_code, 0) << compare.output;
   const nlohmann::json json = ParseJsonOutput(compare);
-  EXPECT_NEAR(json["fp_perplexity"].get<double>(), 3.548, 0.005);
+  const double fp = json["fp_perplexity"].get<double>();
+  EXPECT_NEAR(fp, 3.548, 0.005);
   const nlohmann::json& rows = json["results"];
-  ASSERT_EQ(rows.size(), 4u);
+  ASSERT_EQ(rows.size(), 6u);
   EXPECT_EQ(rows[0]["recipe"], "rtn");
-  EXPECT_EQ(rows[2]["recipe"], "cat k=32");
+  EXPECT_EQ(rows[3]["recipe"], "cat k=32");
   EXPECT_EQ(rows[0]["grid"], "W4A4");
-  EXPECT_LT(rows[2]["perplexity"].get<double>(), rows[0]["perplexity"].get<double>());
-  EXPECT_LT(rows[3]["perplexity"].get<double>(), rows[2]["perplexity"].get<double>());
+  EXPECT_LT(rows[3]["perplexity"].get<double>(), rows[0]["perplexity"].get<double>());
+  EXPECT_LT(rows[5]["perplexity"].get<double>(), rows[3]["perplexity"].get<double>());
+  for (int row : {1, 4}) {
+    EXPECT_EQ(rows[row]["grid"], "W8A8");
+    EXPECT_NEAR(rows[row]["perplexity"].get<double>(), fp, 0.05 * fp) << rows[row];
+    EXPECT_LT(rows[row]["perplexity"].get<double>(), rows[row + 1]["perplexity"].get<double>());
+  }
   EXPECT_FALSE(Env::Default()->FileExists(dir.Join("work")));
   const CommandResult bad = RunCatq(
-      absl::StrCat("compare --grids W8A8 --model ", dir.Join("hf"), " --calib-text x --text y"));
+      absl::StrCat("compare --grids W6A8 --model ", dir.Join("hf"), " --calib-text x --text y"));
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.output.find("4-bit weights only"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("4- or 8-bit weights only"), std::string::npos) << bad.output;
 }
 
 // `catq calibrate` writes the statistics a calibrated quantize computes: the
