@@ -467,7 +467,7 @@ def print_table(catq, torch_figures):
             if stage == "solve":
                 eig = c["parts"]["solve_eigen"]
                 print(f"{'':24s} {'  eigh':8s} {eig:9.3f} {'':9s} "
-                      f"{'':11s} (catq: the two Eigen eigensolves per block "
+                      f"{'':11s} (catq: the two dsyevd eigensolves per block "
                       "alone)")
         totals["catq"] += c["parts"]["total"]
         totals["torch"] += t["parts"]["total"]

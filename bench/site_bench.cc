@@ -317,11 +317,11 @@ double EigenSolveSeconds(const Recipe& recipe, const std::vector<Eigen::MatrixXd
     sx.diagonal().array() += recipe.damping * sx.diagonal().mean();
     Eigen::MatrixXd sw = sw_blocks[b];
     sw.diagonal().array() += recipe.damping * sw.diagonal().mean();
-    const SymmetricPowers sx_powers(sx, recipe.eigen_clip);
+    const SymmetricPowers sx_powers = OrDie(SymmetricPowers::Create(sx, recipe.eigen_clip), "eig");
     const Eigen::MatrixXd sx_sqrt = sx_powers.Power(0.5);
     Eigen::MatrixXd c = sx_sqrt * sw * sx_sqrt;
     c = 0.5 * (c + c.transpose()).eval();
-    const SymmetricPowers c_powers(c, recipe.eigen_clip);
+    const SymmetricPowers c_powers = OrDie(SymmetricPowers::Create(c, recipe.eigen_clip), "eig");
     benchmark::DoNotOptimize(c_powers.eigenvalues().data());
   }
   return std::chrono::duration<double>(Clock::now() - start).count();

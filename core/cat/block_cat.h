@@ -74,13 +74,18 @@ absl::StatusOr<std::vector<Eigen::MatrixXd>> ExtractDiagonalBlocks(
 // The eigendecomposition S = U diag(e) U^T of a symmetric matrix (lower
 // triangle read) with eigenvalues below `eigen_clip * max(e)` raised to that
 // floor, so that S^p exists for every real p. This is the one helper every
-// matrix root of the CAT engine comes from (Eigen::SelfAdjointEigenSolver).
+// matrix root of the CAT engine comes from (LAPACK dsyevd, core/cat/lapack.h:
+// the same bits on every run and OpenBLAS thread count).
 class SymmetricPowers {
  public:
-  // REQUIRES: s square and finite, eigen_clip >= 0. A matrix whose largest
-  // eigenvalue is <= 0 has floor 0 (and no finite negative powers); callers
-  // check max_eigenvalue() first.
-  SymmetricPowers(const Eigen::Ref<const Eigen::MatrixXd>& s, double eigen_clip);
+  // SymmetricPowers::Create()
+  //
+  // REQUIRES: s finite, eigen_clip >= 0. A matrix whose largest eigenvalue
+  // is <= 0 has floor 0 (and no finite negative powers); callers check
+  // max_eigenvalue() first. Errors from SymmetricEigen: a non-square `s`, no
+  // convergence.
+  static absl::StatusOr<SymmetricPowers> Create(const Eigen::Ref<const Eigen::MatrixXd>& s,
+                                                double eigen_clip);
 
   // U diag(e^p) U^T with the clipped eigenvalues.
   Eigen::MatrixXd Power(double p) const;
@@ -93,6 +98,8 @@ class SymmetricPowers {
   bool clipped() const { return clipped_; }
 
  private:
+  SymmetricPowers() = default;
+
   Eigen::MatrixXd eigenvectors_;
   Eigen::VectorXd eigenvalues_;
   double min_eigenvalue_ = 0.0;
@@ -114,6 +121,10 @@ struct BlockCatReport {
   int64_t num_blocks = 0;
   // max over blocks of the 2-norm condition number sigma_max / sigma_min of T_b.
   double max_condition = 1.0;
+  // cond_2 of the whole block-diagonal T: the largest singular value over all
+  // blocks over the smallest (what SiteTransform::ConditionNumber gives,
+  // there on the blocks rounded to float32). From the same one SVD per block.
+  double condition = 1.0;
   // max over blocks of max_ij |T_b X_b - I|_ij, X_b = T_b^-1 computed with the
   // partial-pivoting LU that SiteTransform::TransformWeight solves with: how far
   // W T^-1 can be trusted.

@@ -160,9 +160,12 @@ class LazyRoot {
  public:
   // `sx` must outlive this object.
   explicit LazyRoot(const Eigen::Ref<const Eigen::MatrixXd>& sx) : sx_(sx) {}
-  const Eigen::MatrixXd& Get() {
-    if (!root_) root_ = SymmetricPowers(sx_, 0.0).Power(0.5);
-    return *root_;
+  absl::StatusOr<const Eigen::MatrixXd*> Get() {
+    if (!root_) {
+      CATQ_ASSIGN_OR_RETURN(const SymmetricPowers powers, SymmetricPowers::Create(sx_, 0.0));
+      root_ = powers.Power(0.5);
+    }
+    return &*root_;
   }
 
  private:
@@ -202,7 +205,8 @@ absl::StatusOr<WeightAgainstSx> AnalyzeWeightAgainstSx(const Eigen::Ref<const Ro
     out.max_alignment = MaxAlignmentFromGram(0.5 * (gram + gram.transpose()));
   } else if (options.compute_max_alignment) {
     const Eigen::MatrixXd sw = w.cast<double>().transpose() * w.cast<double>();
-    out.max_alignment = MaxAlignmentFromRoot(sw, sx_root.Get());
+    CATQ_ASSIGN_OR_RETURN(const Eigen::MatrixXd* root, sx_root.Get());
+    out.max_alignment = MaxAlignmentFromRoot(sw, *root);
   }
   return out;
 }
@@ -409,7 +413,8 @@ absl::StatusOr<double> Alignment(const Eigen::Ref<const Eigen::MatrixXd>& sw,
 absl::StatusOr<double> MaxAlignment(const Eigen::Ref<const Eigen::MatrixXd>& sw,
                                     const Eigen::Ref<const Eigen::MatrixXd>& sx) {
   CATQ_RETURN_IF_ERROR(CheckMomentPair(sw, sx));
-  return MaxAlignmentFromRoot(sw, SymmetricPowers(sx, 0.0).Power(0.5));
+  CATQ_ASSIGN_OR_RETURN(const SymmetricPowers powers, SymmetricPowers::Create(sx, 0.0));
+  return MaxAlignmentFromRoot(sw, powers.Power(0.5));
 }
 
 double PredictedSqnr(double steps, double concentration, double alignment) {
@@ -491,7 +496,8 @@ absl::StatusOr<SiteSqnrReport> AnalyzeSite(absl::Span<const Eigen::Ref<const Row
       const RowMatrixXd wd = w.cast<double>();
       sw.noalias() += wd.transpose() * wd;
     }
-    total_max_alignment = MaxAlignmentFromRoot(sw, root.Get());
+    CATQ_ASSIGN_OR_RETURN(const Eigen::MatrixXd* sx_root, root.Get());
+    total_max_alignment = MaxAlignmentFromRoot(sw, *sx_root);
   }
   FillPrediction(cx, total_range, total_signal, sx.trace(), total_max_alignment, options, site.sum);
   FillMeasured(total, site.sum);

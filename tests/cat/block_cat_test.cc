@@ -11,10 +11,12 @@
 #include <Eigen/LU>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "core/cat/weight_moments.h"
+#include "core/math/blas.h"
 #include "core/math/eigen_types.h"
 #include "tests/util/status_matchers.h"
 
@@ -124,7 +126,9 @@ TEST(BlockPartitionTest, SmallerTailAndFullBlock) {
 
 TEST(SymmetricPowersTest, RootIdentities) {
   const Eigen::MatrixXd s = RandomSpd(24, 1);
-  const SymmetricPowers powers(s, 1e-12);
+  absl::StatusOr<SymmetricPowers> created = SymmetricPowers::Create(s, 1e-12);
+  ASSERT_OK(created);
+  const SymmetricPowers& powers = *created;
   EXPECT_FALSE(powers.clipped());
   const Eigen::MatrixXd root = powers.Power(0.5);
   const Eigen::MatrixXd inv_root = powers.Power(-0.5);
@@ -139,7 +143,9 @@ TEST(SymmetricPowersTest, RootIdentities) {
 TEST(SymmetricPowersTest, ClipsTinyAndNegativeEigenvalues) {
   // Rank 1: eigenvalues {0, 0, 3}, rounding may make some slightly negative.
   Eigen::MatrixXd s = Eigen::MatrixXd::Ones(3, 3);
-  const SymmetricPowers powers(s, 1e-12);
+  absl::StatusOr<SymmetricPowers> created = SymmetricPowers::Create(s, 1e-12);
+  ASSERT_OK(created);
+  const SymmetricPowers& powers = *created;
   EXPECT_TRUE(powers.clipped());
   EXPECT_NEAR(powers.max_eigenvalue(), 3.0, 1e-12);
   EXPECT_GE(powers.eigenvalues().minCoeff(), 3e-12 * (1 - 1e-9));
@@ -301,7 +307,11 @@ TEST(BlockCatTest, AllZeroBlockBecomesIdentity) {
 TEST(BlockCatTest, ReportsConditionAndResidual) {
   const Eigen::MatrixXd sx = RandomSpd(32, 70);
   const Eigen::MatrixXd sw = RandomSpd(32, 71);
-  absl::StatusOr<BlockCatResult> cat = SolveBlockCat(Blocks(sx, 16), Blocks(sw, 16), {});
+  // 16 Sw scales T_1 by 2: the blocks' singular values interleave, so the
+  // whole T is worse conditioned than either block.
+  std::vector<Eigen::MatrixXd> sw_blocks = Blocks(sw, 16);
+  sw_blocks[1] *= 16.0;
+  absl::StatusOr<BlockCatResult> cat = SolveBlockCat(Blocks(sx, 16), sw_blocks, {});
   ASSERT_OK(cat);
   ASSERT_EQ(cat->report.block_condition.size(), 2u);
   for (int b = 0; b < 2; ++b) {
@@ -312,9 +322,35 @@ TEST(BlockCatTest, ReportsConditionAndResidual) {
   }
   EXPECT_DOUBLE_EQ(cat->report.max_condition,
                    std::max(cat->report.block_condition[0], cat->report.block_condition[1]));
+  // cond_2 of the whole block-diagonal T, not the worst block's ratio.
+  const Eigen::VectorXd sigma =
+      Eigen::JacobiSVD<Eigen::MatrixXd>(BlockDiagonal(cat->blocks)).singularValues();
+  const double whole = sigma(0) / sigma(sigma.size() - 1);
+  EXPECT_NEAR(cat->report.condition, whole, 1e-8 * whole);
+  EXPECT_GT(cat->report.condition, cat->report.max_condition * (1 + 1e-6));
   EXPECT_GT(cat->report.max_condition, 1.0);
   EXPECT_GT(cat->report.max_inverse_residual, 0.0);
   EXPECT_LT(cat->report.max_inverse_residual, 1e-12);
+}
+
+// LAPACK's blocked eigensolver sums over OpenBLAS threads in its level-2
+// calls; the solve must give the same bits whatever thread count the process
+// set (the server runs one, `catq quantize` in process as many as cores).
+TEST(BlockCatTest, SameBitsOnEveryBlasThreadCount) {
+  const Eigen::MatrixXd sx = RandomSpd(256, 90);
+  const Eigen::MatrixXd sw = RandomSpd(256, 91);
+  std::vector<std::vector<Eigen::MatrixXd>> runs;
+  for (const int threads : {1, std::max(2, BlasMaxThreads())}) {
+    ScopedBlasThreads scoped(threads);
+    absl::StatusOr<BlockCatResult> cat = SolveBlockCat(Blocks(sx, 128), Blocks(sw, 128), {});
+    ASSERT_OK(cat);
+    runs.push_back(cat->blocks);
+  }
+  for (size_t b = 0; b < runs[0].size(); ++b) {
+    EXPECT_EQ(0,
+              std::memcmp(runs[0][b].data(), runs[1][b].data(), sizeof(double) * runs[0][b].size()))
+        << "block " << b;
+  }
 }
 
 TEST(BlockCatTest, RejectsBadInput) {

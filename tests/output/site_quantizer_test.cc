@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <Eigen/SVD>
 #include <cmath>
 #include <fstream>
 
@@ -284,6 +285,58 @@ TEST_F(SiteQuantizerTest, StageSecondsPartitionTheSiteTime) {
     EXPECT_GT(stage, 0.0);
   }
   EXPECT_LE(stages.solve + stages.quantize + stages.pack + stages.measure, result->report.seconds);
+}
+
+// The blocks of B as QuantizeSite stores them (float32, [d/k, k, k] then the
+// tail), as one dense d x d matrix.
+Eigen::MatrixXd StoredBlockDiagonal(const SiteTransformTensors& online, int64_t d, int64_t k) {
+  Eigen::MatrixXd dense = Eigen::MatrixXd::Zero(d, d);
+  const std::vector<float>& blocks = online.blocks->values;
+  for (int64_t b = 0; b < d / k; ++b) {
+    for (int64_t i = 0; i < k; ++i) {
+      for (int64_t j = 0; j < k; ++j) dense(b * k + i, b * k + j) = blocks[(b * k + i) * k + j];
+    }
+  }
+  const int64_t r = d % k;
+  for (int64_t i = 0; i < r; ++i) {
+    for (int64_t j = 0; j < r; ++j) {
+      dense(d - r + i, d - r + j) = online.blocks_tail->values[i * r + j];
+    }
+  }
+  return dense;
+}
+
+double ConditionNumberOf(const Eigen::MatrixXd& m) {
+  const Eigen::VectorXd sigma = Eigen::JacobiSVD<Eigen::MatrixXd>(m).singularValues();
+  return sigma(0) / sigma(sigma.size() - 1);
+}
+
+// cond(T) in the report is the solve's (one SVD per block, before the
+// float32 rounding), and it is cond_2 of the whole T: the largest singular
+// value over all blocks over the smallest, which on mlp_out exceeds the
+// worst block's own ratio.
+TEST_F(SiteQuantizerTest, ReportsTheConditionNumberOfTheStoredTransform) {
+  const int64_t k = 16;
+  Recipe recipe = W4A4(Method::kCat, k);
+  recipe.cat_hadamard = false;
+  absl::StatusOr<SiteWeights> weights = ReadSiteWeights(*model_, 1, Site::kMlpOut, recipe);
+  ASSERT_OK(weights);
+  absl::StatusOr<SiteResult> result =
+      QuantizeSite(recipe, *weights, &Stats(Site::kMlpOut), nullptr);
+  ASSERT_OK(result);
+  const int64_t d = weights->dim();
+  ASSERT_TRUE(result->online.blocks.has_value());
+  ASSERT_TRUE(result->online.blocks_tail.has_value());  // d = 172 = 10 * 16 + 12
+  const Eigen::MatrixXd dense = StoredBlockDiagonal(result->online, d, k);
+  double worst_block = 1.0;
+  for (int64_t begin = 0; begin < d; begin += k) {
+    const int64_t n = std::min(k, d - begin);
+    worst_block = std::max(worst_block, ConditionNumberOf(dense.block(begin, begin, n, n)));
+  }
+  const double whole = ConditionNumberOf(dense);
+  ASSERT_GT(whole, 1.01 * worst_block);  // else this test could not tell them apart
+  // The stored blocks are the solved ones rounded to float32.
+  EXPECT_NEAR(result->report.condition, whole, 1e-5 * whole);
 }
 
 TEST_F(SiteQuantizerTest, MissingOrMismatchedStatisticsAreNamed) {
