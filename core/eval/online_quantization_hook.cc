@@ -24,15 +24,7 @@ absl::Status OnlineQuantizationHook::OnSite(const SiteCall& call,
     CATQ_RETURN_IF_ERROR(transform->ApplyToActivations(activations));
   }
   if (bits_ >= kFloatActivationBits) return absl::OkStatus();
-  const size_t width = static_cast<size_t>(activations.cols());
-  for (Eigen::Index t = 0; t < activations.rows(); ++t) {
-    const absl::Span<float> token(&activations(t, 0), width);
-    if (symmetric_) {
-      FakeQuantizeTokenSymmetric(token, bits_);
-    } else {
-      FakeQuantizeTokenAsymmetric(token, bits_);
-    }
-  }
+  FakeQuantizeTokens(activations, bits_, symmetric_);
   return absl::OkStatus();
 }
 

@@ -123,15 +123,7 @@ absl::Status QuantizedLayerHook::OnSite(const SiteCall& call, Eigen::Ref<RowMatr
     CATQ_RETURN_IF_ERROR(t->ApplyToActivations(activations));
   }
   if (bits_ >= kMaxActivationBits) return absl::OkStatus();  // weight-only: float activations
-  const size_t width = static_cast<size_t>(activations.cols());
-  for (Eigen::Index row = 0; row < activations.rows(); ++row) {
-    const absl::Span<float> token(&activations(row, 0), width);
-    if (symmetric_) {
-      FakeQuantizeTokenSymmetric(token, bits_);
-    } else {
-      FakeQuantizeTokenAsymmetric(token, bits_);
-    }
-  }
+  FakeQuantizeTokens(activations, bits_, symmetric_);
   return absl::OkStatus();
 }
 

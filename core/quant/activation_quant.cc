@@ -45,4 +45,16 @@ void FakeQuantizeTokenSymmetric(absl::Span<float> x, int bits) {
   }
 }
 
+void FakeQuantizeTokens(Eigen::Ref<RowMatrixXf> tokens, int bits, bool symmetric) {
+  const size_t width = static_cast<size_t>(tokens.cols());
+  for (Eigen::Index t = 0; t < tokens.rows(); ++t) {
+    const absl::Span<float> token(&tokens(t, 0), width);
+    if (symmetric) {
+      FakeQuantizeTokenSymmetric(token, bits);
+    } else {
+      FakeQuantizeTokenAsymmetric(token, bits);
+    }
+  }
+}
+
 }  // namespace catq

@@ -18,9 +18,8 @@
 // output instead of being hidden on the grid); the caller checks activations
 // for NaN where it matters.
 //
-//   for (int64_t t = 0; t < tokens; ++t) {
-//     FakeQuantizeTokenAsymmetric(absl::MakeSpan(x.row(t).data(), d), /*bits=*/4);
-//   }
+//   FakeQuantizeTokenAsymmetric(absl::MakeSpan(x.row(t).data(), d), /*bits=*/4);
+//   FakeQuantizeTokens(x, /*bits=*/4, /*symmetric=*/false);  // every row of x
 //
 // Thread-safety: pure functions over the caller's buffer; calls on disjoint
 // buffers may run concurrently.
@@ -28,6 +27,7 @@
 #define CATQ_CORE_QUANT_ACTIVATION_QUANT_H_
 
 #include "absl/types/span.h"
+#include "core/math/eigen_types.h"
 
 namespace catq {
 
@@ -46,6 +46,13 @@ void FakeQuantizeTokenAsymmetric(absl::Span<float> x, int bits);
 // Replaces `x` (one token) by its symmetric b-bit fake-quantized values.
 // REQUIRES: kMinActivationBits <= bits <= kMaxActivationBits.
 void FakeQuantizeTokenSymmetric(absl::Span<float> x, int bits);
+
+// FakeQuantizeTokens
+//
+// Each row of `tokens` [tokens, dim] as one token, symmetric or asymmetric:
+// what evaluation does at a quantized linear's input.
+// REQUIRES: kMinActivationBits <= bits <= kMaxActivationBits.
+void FakeQuantizeTokens(Eigen::Ref<RowMatrixXf> tokens, int bits, bool symmetric);
 
 }  // namespace catq
 

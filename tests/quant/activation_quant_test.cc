@@ -115,5 +115,24 @@ TEST(FakeQuantizeTokenAsymmetric, ErrorIsAtMostHalfAStep) {
   }
 }
 
+// FakeQuantizeTokens quantizes each row as its own token, with the grid
+// asked for, and nothing else.
+TEST(FakeQuantizeTokens, EachRowIsOneToken) {
+  RowMatrixXf x(3, 10);
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    for (Eigen::Index c = 0; c < x.cols(); ++c) x(r, c) = std::sin(1.0f + r * 10 + c) * (r + 1);
+  }
+  for (bool symmetric : {true, false}) {
+    RowMatrixXf expected = x;
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const absl::Span<float> token(&expected(r, 0), static_cast<size_t>(x.cols()));
+      symmetric ? FakeQuantizeTokenSymmetric(token, 4) : FakeQuantizeTokenAsymmetric(token, 4);
+    }
+    RowMatrixXf got = x;
+    FakeQuantizeTokens(got, 4, symmetric);
+    EXPECT_TRUE(got == expected) << (symmetric ? "symmetric" : "asymmetric");
+  }
+}
+
 }  // namespace
 }  // namespace catq
