@@ -108,6 +108,12 @@ class LayerResultIoTest : public ::testing::TestWithParam<const char*> {
       recipe.method = Method::kHadamard;
       recipe.weight_quantizer = WeightQuantizer::kGptq;
       recipe.weights.group_size = 32;
+    } else if (name == "w8a8") {  // 8-bit weights: four levels per word, zero points.
+      recipe.method = Method::kCat;
+      recipe.block_size = 16;
+      recipe.weight_quantizer = WeightQuantizer::kGptq;
+      recipe.weights = WeightQuantOptions{8, 32, false};
+      recipe.activation_bits = 8;
     }
     return recipe;
   }
@@ -161,7 +167,7 @@ TEST_P(LayerResultIoTest, AssembledFromStoredResultsEqualsInProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, LayerResultIoTest,
-                         ::testing::Values("rtn", "cat16", "diagonal", "gptq"));
+                         ::testing::Values("rtn", "cat16", "diagonal", "gptq", "w8a8"));
 
 TEST(LayerResultIo, RejectsAFileThatIsNotALayerResult) {
   testing::TempDir dir;
