@@ -9,6 +9,10 @@
 //     text is normalized as sentencepiece_normalizer.h says;
 //   - only NORMAL pieces may come out of a merge (SentencePiece keeps
 //     control, unknown and byte pieces out of its merge table).
+// (One difference remains, for hand-made files only: SentencePiece lets a
+// character missing from the vocabulary merge into a piece that contains it,
+// where this encoder has already split it into byte pieces. A trained BPE
+// vocabulary holds every character of its pieces, so the two agree on it.)
 // What that encoder cannot reproduce is refused, naming the field: a model
 // type other than BPE, no byte fallback, whitespace as suffix, a normalizer
 // other than identity (a name other than "identity", a precompiled charsmap,
