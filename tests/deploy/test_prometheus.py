@@ -394,7 +394,7 @@ class PanelsReturnDataTest(unittest.TestCase):
         """Failing calls (so gRPC error series exist), then a block-CAT job
         on a synthetic model through the remote workers, and, with
         stories260K, a job evaluated on text (the perplexity gauge). Returns
-        whether the evaluated job ran."""
+        whether the evaluated job ran, and the job ids."""
         server = ["--server", address]
         run_catq("watch", "no-such-job", "--quiet", *server, expect_ok=False)
         run_catq("submit", "--model-id", "no-such-model", "--recipe", "rtn", *server,
@@ -425,7 +425,25 @@ class PanelsReturnDataTest(unittest.TestCase):
         for job in jobs:
             run_catq("watch", job, "--quiet", *server)
         run_catq("fetch", jobs[0], "--out", self.path("fetched"), "--quiet", *server)
-        return evaluated
+        return evaluated, jobs
+
+    def wait_for_every_job(self, prometheus, jobs, deadline):
+        """Polls until each label_values() variable on job_id lists every job.
+        Grafana reads a drop-down once, and so does this test: read before a
+        scrape has seen the last job's series, $job_id would leave that job out
+        and its panels (the perplexity gauge) would never return data."""
+        for name, metric, label in label_value_queries(self.dashboard):
+            if label != "job_id":
+                continue
+            while True:
+                listed = set(prometheus.api(f"label/{label}/values", {"match[]": metric}))
+                missing = sorted(set(jobs) - listed)
+                if not missing:
+                    break
+                if time.monotonic() > deadline:
+                    self.fail(f"variable ${name}: label_values({metric}, {label}) still lacks "
+                              f"{missing} after {QUERIES_SECONDS} s")
+                time.sleep(0.5)
 
     def wait_for_targets(self, prometheus, expected):
         """Polls until every expected target has been scraped healthy; fails
@@ -481,12 +499,13 @@ class PanelsReturnDataTest(unittest.TestCase):
         address, targets = self.start_catq()
         prometheus = self.start_prometheus(targets)
         self.wait_for_targets(prometheus, targets)
-        evaluated = self.run_jobs(address)
+        evaluated, jobs = self.run_jobs(address)
 
         # First the label_values() variables (Grafana's drop-downs), then
         # every panel expression with each variable set to 'All' of its
         # values, as Grafana queries it; each polled until it returns data.
         deadline = time.monotonic() + QUERIES_SECONDS
+        self.wait_for_every_job(prometheus, jobs, deadline)
         failed = {}
         variables = {f"variable ${name}: label_values({metric}, {label})":
                      (name, f"label/{label}/values", {"match[]": metric})
