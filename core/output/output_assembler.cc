@@ -141,16 +141,9 @@ class PlanWriter {
       return absl::InternalError(absl::StrCat(item.name, ": planned as folded, but the ",
                                               SiteName(item.site), " transform was not"));
     }
-    CATQ_ASSIGN_OR_RETURN(std::vector<float> gain, model_.GetFloat(item.name));
-    const Eigen::VectorXd& t = *site->folded_diagonal;
-    if (t.size() != static_cast<int64_t>(gain.size())) {
-      return absl::InternalError(
-          absl::StrCat(item.name, ": ", t.size(), " folded scales for ", gain.size(), " channels"));
-    }
-    for (size_t j = 0; j < gain.size(); ++j) {
-      const double g = recipe_.fold_norm_gains ? 1.0 : gain[j];
-      gain[j] = static_cast<float>(g * t[static_cast<int64_t>(j)]);
-    }
+    CATQ_ASSIGN_OR_RETURN(std::vector<float> model_gain, model_.GetFloat(item.name));
+    CATQ_ASSIGN_OR_RETURN(std::vector<float> gain, FoldedNormGain(item.name, std::move(model_gain),
+                                                                  *site->folded_diagonal, recipe_));
     return writer.Append(
         std::string(reinterpret_cast<const char*>(gain.data()), gain.size() * sizeof(float)));
   }

@@ -1,8 +1,10 @@
 #include "core/output/output_plan.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "core/cat/calibration.h"
 #include "core/output/packed_linear.h"
 #include "core/output/site_quantizer.h"
@@ -147,6 +149,19 @@ absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& rec
     }
   }
   return plan;
+}
+
+absl::StatusOr<std::vector<float>> FoldedNormGain(const std::string& name, std::vector<float> gain,
+                                                  const Eigen::VectorXd& t, const Recipe& recipe) {
+  if (t.size() != static_cast<int64_t>(gain.size())) {
+    return absl::InternalError(
+        absl::StrCat(name, ": ", t.size(), " folded scales for ", gain.size(), " channels"));
+  }
+  for (size_t j = 0; j < gain.size(); ++j) {
+    const double g = recipe.fold_norm_gains ? 1.0 : gain[j];
+    gain[j] = static_cast<float>(g * t[static_cast<int64_t>(j)]);
+  }
+  return gain;
 }
 
 }  // namespace catq

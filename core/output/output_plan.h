@@ -12,6 +12,7 @@
 #ifndef CATQ_CORE_OUTPUT_OUTPUT_PLAN_H_
 #define CATQ_CORE_OUTPUT_OUTPUT_PLAN_H_
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -57,6 +58,12 @@ struct OutputPlan {
 // folds its diagonal T is written as gain times t (kFoldedGain).
 // Tensors the Llama layout does not name (e.g. rotary caches) are copied after
 // the known ones, sorted by name. Errors: a recipe the output cannot store.
+// FoldedNormGain: what a kFoldedGain norm stores, `gain` times the folded
+// diagonal `t` channel by channel, or t alone when the recipe folded the gain
+// itself into the next linears. Internal naming `name` when the sizes differ.
+absl::StatusOr<std::vector<float>> FoldedNormGain(const std::string& name, std::vector<float> gain,
+                                                  const Eigen::VectorXd& t, const Recipe& recipe);
+
 // SiteIsFolded: whether `recipe` folds the diagonal T of (layer, site) into
 // its producer (SiteFoldsDiagonal with the dtype of the norm feeding it).
 // Errors: the norm tensor is missing.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "core/output/output_plan.h"
 #include "core/quant/activation_quant.h"
 #include "core/util/status_macros.h"
 
@@ -55,15 +56,8 @@ absl::StatusOr<std::shared_ptr<const std::vector<float>>> StoredNormGain(const L
   const std::string name = NormWeightName(layer, *SitePrecedingNorm(site));
   CATQ_ASSIGN_OR_RETURN(std::vector<float> gain, model.GetFloat(name));
   if (result.folded_diagonal.has_value()) {
-    const Eigen::VectorXd& t = *result.folded_diagonal;
-    if (t.size() != static_cast<int64_t>(gain.size())) {
-      return absl::InternalError(
-          absl::StrCat(name, ": ", t.size(), " folded scales for ", gain.size(), " channels"));
-    }
-    for (size_t j = 0; j < gain.size(); ++j) {
-      const double g = recipe.fold_norm_gains ? 1.0 : gain[j];
-      gain[j] = static_cast<float>(g * t[static_cast<int64_t>(j)]);
-    }
+    CATQ_ASSIGN_OR_RETURN(gain,
+                          FoldedNormGain(name, std::move(gain), *result.folded_diagonal, recipe));
   } else if (recipe.fold_norm_gains) {
     gain.assign(gain.size(), 1.0f);
   }
