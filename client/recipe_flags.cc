@@ -34,6 +34,12 @@ void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
   command.add_option("--a-bits", flags.a_bits, "Activation bits per token; 16 keeps them float")
       ->capture_default_str();
   command.add_flag("--a-sym", flags.a_symmetric, "Symmetric activation grid");
+  command
+      .add_option("--kv-cache-bits", flags.kv_cache_bits,
+                  "K/V cache bits per token and head at evaluation: 4 or 8; 16 keeps it float")
+      ->capture_default_str();
+  command.add_flag("--no-kv-cache-hadamard", flags.no_kv_cache_hadamard,
+                   "Quantize the K/V cache without the Hadamard rotation of each head");
   command.add_flag("--no-fold-norms", flags.no_fold_norm_gains,
                    "Keep RMSNorm gains instead of folding them into the weights");
   command.add_option("--scale-dtype", flags.scale_dtype, "F16, BF16 or F32")->capture_default_str();
@@ -57,6 +63,8 @@ absl::StatusOr<Recipe> RecipeFlags::ToRecipe() const {
   CATQ_ASSIGN_OR_RETURN(recipe.weight_quantizer, ParseWeightQuantizer(weight_quantizer));
   recipe.activation_bits = a_bits;
   recipe.activation_symmetric = a_symmetric;
+  recipe.kv_cache_bits = kv_cache_bits;
+  recipe.kv_cache_hadamard = !no_kv_cache_hadamard;
   recipe.fold_norm_gains = !no_fold_norm_gains;
   CATQ_ASSIGN_OR_RETURN(recipe.scale_dtype, ParseDType(scale_dtype));
   CATQ_RETURN_IF_ERROR(recipe.Validate());

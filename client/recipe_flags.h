@@ -36,6 +36,8 @@ struct RecipeFlags {
   std::string weight_quantizer = "rtn";
   int a_bits = 16;
   bool a_symmetric = false;
+  int kv_cache_bits = 16;
+  bool no_kv_cache_hadamard = false;
   bool no_fold_norm_gains = false;
   std::string scale_dtype = "F16";
 

@@ -44,6 +44,8 @@ v1::Recipe RecipeToProto(const Recipe& recipe) {
   proto.set_activation_bits(recipe.activation_bits);
   proto.set_activation_symmetric(recipe.activation_symmetric);
   proto.set_fold_norm_gains(recipe.fold_norm_gains);
+  proto.set_kv_cache_bits(recipe.kv_cache_bits);
+  proto.set_kv_cache_hadamard(recipe.kv_cache_hadamard);
   proto.set_scale_dtype(std::string(DTypeName(recipe.scale_dtype)));
   return proto;
 }
@@ -88,6 +90,8 @@ absl::StatusOr<Recipe> RecipeFromProto(const v1::Recipe& proto) {
   if (proto.has_activation_bits()) recipe.activation_bits = proto.activation_bits();
   if (proto.has_activation_symmetric()) recipe.activation_symmetric = proto.activation_symmetric();
   if (proto.has_fold_norm_gains()) recipe.fold_norm_gains = proto.fold_norm_gains();
+  if (proto.has_kv_cache_bits()) recipe.kv_cache_bits = proto.kv_cache_bits();
+  if (proto.has_kv_cache_hadamard()) recipe.kv_cache_hadamard = proto.kv_cache_hadamard();
   if (absl::Status valid = recipe.Validate(); !valid.ok()) {
     return absl::InvalidArgumentError(WireFieldMessage(valid.message()));
   }

@@ -74,6 +74,10 @@ absl::Status Recipe::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "activation_bits: ", activation_bits, " must be in [2, 8], or 16 for no quantization"));
   }
+  if (kv_cache_bits != 4 && kv_cache_bits != 8 && kv_cache_bits != 16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv_cache_bits: ", kv_cache_bits, " must be 4 or 8, or 16 for a floating-point cache"));
+  }
   if (scale_dtype != DType::kF16 && scale_dtype != DType::kBF16 && scale_dtype != DType::kF32) {
     return absl::InvalidArgumentError("scale_dtype: must be F16, BF16 or F32");
   }

@@ -74,6 +74,16 @@ struct Recipe {
   int activation_bits = 16;
   // Activation grid: asymmetric (the default) or symmetric.
   bool activation_symmetric = false;
+  // K/V cache bits: the keys (after RoPE) and values each attention layer
+  // caches are fake-quantized per token and KV head, asymmetric, group =
+  // head_dim (core/eval/kv_cache_quantizer.h). 4 or 8; 16 (the default) keeps
+  // the cache in floating point. Changes no stored weight: the output records
+  // it in quantization_config.kv_cache_scheme and evaluation applies it.
+  int kv_cache_bits = 16;
+  // Whether the K/V cache quantizer rotates each head's vector by a normalized
+  // Hadamard (MixingMatrix of head_dim, seeded by mixing_seed) before the
+  // grid. Default true.
+  bool kv_cache_hadamard = true;
   // Fold the RMSNorm gains before attn_in and mlp_in into the weights reading
   // those sites, storing the norms as ones (as QuaRot does). Default true.
   bool fold_norm_gains = true;
