@@ -245,6 +245,10 @@ absl::Status LayerForward(const CallContext& ctx, const LayerWeights& w, int64_t
   Linear(s.x, w.linear(LinearKind::kVProj), 0.0f, s.v);
   ApplyRope(ctx.rope, config.head_dim(), s.q);
   ApplyRope(ctx.rope, config.head_dim(), s.k);
+  const KvCacheCall kv_call{layer, sequence, worker};
+  for (KvCacheHook* hook : ctx.options.kv_hooks) {
+    CATQ_RETURN_IF_ERROR(hook->OnKeysValues(kv_call, s.k, s.v));
+  }
   Attention(s.q, s.k, s.v, config.head_dim(), s.attn, s.scores);
   CATQ_RETURN_IF_ERROR(RunHooks(ctx, layer, Site::kAttnOut, sequence, worker, s.attn));
   Linear(s.attn, w.linear(LinearKind::kOProj), 1.0f, h);  // h += o_proj(attn)

@@ -17,6 +17,10 @@
 //     read them. It may only look (calibration statistics) or change them in
 //     place (an online transform, an activation fake-quantizer); the linears
 //     read what it leaves.
+//   - KvCacheHook is called once per layer and sequence with the keys (after
+//     RoPE) and values that attention reads, what an inference engine keeps
+//     in its K/V cache. It may change them in place (a K/V cache
+//     fake-quantizer); attention reads what it leaves.
 //
 //   CATQ_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Open(dir));
 //   CATQ_ASSIGN_OR_RETURN(RowMatrixXf logits, ComputeLogits(model, ids));  // [tokens, vocab]
@@ -171,6 +175,32 @@ class SiteHook {
   virtual absl::Status OnSite(const SiteCall& call, Eigen::Ref<RowMatrixXf> activations) = 0;
 };
 
+// Where a KvCacheHook call is.
+struct KvCacheCall {
+  int64_t layer = 0;
+  // sequence, worker: as in SiteCall.
+  int64_t sequence = 0;
+  int worker = 0;
+};
+
+// KvCacheHook
+//
+// Called in every layer, for each sequence, between the projections and
+// attention: `keys` is k_proj's output after RoPE, `values` v_proj's output,
+// each [tokens of the sequence, num_key_value_heads * head_dim], KV head g in
+// columns [g * head_dim, (g + 1) * head_dim), row t the token at position t.
+// A hook may change both in place; attention (every query head of the group)
+// reads the result. Queries are not shown: an orthogonal rotation of the keys
+// that a hook undoes before returning is the same as rotating queries and
+// keys alike. An error stops the forward pass and is returned from it.
+// Called concurrently from several workers (for different sequences).
+class KvCacheHook {
+ public:
+  virtual ~KvCacheHook() = default;
+  virtual absl::Status OnKeysValues(const KvCacheCall& call, Eigen::Ref<RowMatrixXf> keys,
+                                    Eigen::Ref<RowMatrixXf> values) = 0;
+};
+
 // LogitsVisitor
 //
 // Receives the logits of rows [first_position, first_position +
@@ -193,6 +223,9 @@ struct ForwardOptions {
   // hooks: called at every site in this order, each seeing what the previous
   // one left. Not owned.
   std::vector<SiteHook*> hooks;
+  // kv_hooks: called in every layer with the keys and values, in this order,
+  // each seeing what the previous one left. Not owned.
+  std::vector<KvCacheHook*> kv_hooks;
   // max_batch_tokens: the tokens whose residual streams are held at once
   // (default 65536: 256 KiB per unit of hidden_size). Must be positive.
   int64_t max_batch_tokens = int64_t{1} << 16;

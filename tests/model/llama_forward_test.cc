@@ -620,5 +620,113 @@ TEST_F(ForwardTest, Errors) {
                 "[8, 16]");
 }
 
+// ---------------------------------------------------------------------------
+// K/V cache hooks.
+
+// Records the keys and values of every call; optionally zeros the values or
+// fails at one layer.
+class RecordingKvHook : public KvCacheHook {
+ public:
+  absl::Status OnKeysValues(const KvCacheCall& call, Eigen::Ref<RowMatrixXf> keys,
+                            Eigen::Ref<RowMatrixXf> values) override {
+    {
+      absl::MutexLock lock(&mu_);
+      calls_.push_back(call);
+      keys_[{call.layer, call.sequence}] = keys;
+      values_[{call.layer, call.sequence}] = values;
+    }
+    if (fail_at_layer_ == call.layer) return absl::AbortedError("kv hook gave up");
+    if (zero_values_) values.setZero();
+    return absl::OkStatus();
+  }
+
+  bool zero_values_ = false;
+  int64_t fail_at_layer_ = -1;
+  absl::Mutex mu_;
+  std::vector<KvCacheCall> calls_;
+  std::map<std::pair<int64_t, int64_t>, RowMatrixXf> keys_, values_;
+};
+
+TEST_F(ForwardTest, KvHookSeesPostRopeKeysAndValuesOfEveryLayer) {
+  RecordingKvHook hook;
+  ForwardOptions options;
+  options.num_threads = 2;
+  options.kv_hooks = {&hook};
+  ASSERT_OK(RunForward(*model_, sequences_, options));
+  const LlamaConfig& c = model_->config();
+  EXPECT_EQ(hook.calls_.size(), sequences_.size() * c.num_hidden_layers);
+  for (const KvCacheCall& call : hook.calls_) {
+    EXPECT_GE(call.worker, 0);
+    EXPECT_LT(call.worker, 2);
+  }
+  // Layer 0 reads input_layernorm of the embeddings: k = RoPE(k_proj x),
+  // v = v_proj x, computed naively in double.
+  const RowMatrixXd embed = GetDouble(*model_, kEmbedTokensName);
+  const Eigen::VectorXd gain = GetVector(*model_, NormWeightName(0, NormKind::kInputLayernorm));
+  const RowMatrixXd wk = GetDouble(*model_, LinearWeightName(0, LinearKind::kKProj));
+  const RowMatrixXd wv = GetDouble(*model_, LinearWeightName(0, LinearKind::kVProj));
+  const int64_t hd = c.head_dim();
+  for (size_t s = 0; s < sequences_.size(); ++s) {
+    const RowMatrixXf& keys = hook.keys_[{0, static_cast<int64_t>(s)}];
+    const RowMatrixXf& values = hook.values_[{0, static_cast<int64_t>(s)}];
+    ASSERT_EQ(keys.rows(), static_cast<Eigen::Index>(sequences_[s].size()));
+    ASSERT_EQ(keys.cols(), c.kv_dim());
+    ASSERT_EQ(values.cols(), c.kv_dim());
+    for (size_t t = 0; t < sequences_[s].size(); ++t) {
+      const Eigen::VectorXd x =
+          NaiveRmsNorm(embed.row(sequences_[s][t]).transpose(), gain, c.rms_norm_eps);
+      Eigen::VectorXd k = wk * x;
+      for (int64_t head = 0; head < c.num_key_value_heads; ++head) {
+        k.segment(head * hd, hd) =
+            NaiveRope(k.segment(head * hd, hd), static_cast<int64_t>(t), c.rope_theta);
+      }
+      const Eigen::VectorXd v = wv * x;
+      const auto row = static_cast<Eigen::Index>(t);
+      EXPECT_LT((keys.row(row).transpose().cast<double>() - k).cwiseAbs().maxCoeff(), 1e-5)
+          << "sequence " << s << ", position " << t;
+      EXPECT_LT((values.row(row).transpose().cast<double>() - v).cwiseAbs().maxCoeff(), 1e-5);
+    }
+  }
+}
+
+TEST_F(ForwardTest, KvHookChangesReachAttention) {
+  absl::StatusOr<RowMatrixXf> plain = ComputeLogits(*model_, sequences_[3]);
+  ASSERT_OK(plain);
+  // A hook that only looks leaves every bit as it was.
+  RecordingKvHook looking;
+  ForwardOptions with_looking;
+  with_looking.kv_hooks = {&looking};
+  absl::StatusOr<RowMatrixXf> looked = ComputeLogits(*model_, sequences_[3], with_looking);
+  ASSERT_OK(looked);
+  EXPECT_EQ(*looked, *plain);
+  // Zero values make every attention output zero: the logits are those of
+  // the model without attention, far from the plain ones.
+  RecordingKvHook zeroing;
+  zeroing.zero_values_ = true;
+  ForwardOptions with_zeroing;
+  with_zeroing.kv_hooks = {&zeroing};
+  absl::StatusOr<RowMatrixXf> zeroed = ComputeLogits(*model_, sequences_[3], with_zeroing);
+  ASSERT_OK(zeroed);
+  EXPECT_GT((*zeroed - *plain).cwiseAbs().maxCoeff(), 1e-2f);
+  // The same as scaling o_proj's input (the attention output) by zero.
+  ScaleHook no_attention(0, Site::kAttnOut, 0.0f);
+  ScaleHook no_attention_1(1, Site::kAttnOut, 0.0f);
+  ForwardOptions with_site_zero;
+  with_site_zero.hooks = {&no_attention, &no_attention_1};
+  absl::StatusOr<RowMatrixXf> site_zeroed = ComputeLogits(*model_, sequences_[3], with_site_zero);
+  ASSERT_OK(site_zeroed);
+  EXPECT_EQ(*zeroed, *site_zeroed);
+}
+
+TEST_F(ForwardTest, KvHookErrorStopsTheForwardPass) {
+  RecordingKvHook failing;
+  failing.fail_at_layer_ = 1;
+  ForwardOptions options;
+  options.num_threads = 2;
+  options.kv_hooks = {&failing};
+  EXPECT_STATUS(RunForward(*model_, sequences_, options), absl::StatusCode::kAborted,
+                "kv hook gave up");
+}
+
 }  // namespace
 }  // namespace catq
