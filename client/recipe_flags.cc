@@ -1,14 +1,21 @@
 #include "client/recipe_flags.h"
 
+#include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 
 namespace catq::cli {
 
 void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
-  command.add_option("--recipe", flags.method, "rtn, smoothquant, hadamard or cat")
+  command.add_option("--recipe", flags.method, "rtn, smoothquant, hadamard, cat or cat-auto")
       ->capture_default_str();
-  command.add_option("--block-size", flags.block_size, "Block size k of block CAT")
+  command
+      .add_option("--block-size", flags.block_size,
+                  "Block size k of block CAT (cat-auto: the largest k when the statistics hold "
+                  "only diagonal blocks)")
       ->capture_default_str();
+  command.add_option("--budget", flags.budget,
+                     "cat-auto: online transform MACs per token over the model's linear MACs; "
+                     "each site's k is chosen under it");
   command.add_option("--damping", flags.damping, "Relative damping of the solve")
       ->capture_default_str();
   command.add_flag("--no-cat-hadamard", flags.no_cat_hadamard,
@@ -47,7 +54,16 @@ void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
 
 absl::StatusOr<Recipe> RecipeFlags::ToRecipe() const {
   Recipe recipe;
-  CATQ_ASSIGN_OR_RETURN(recipe.method, ParseMethod(method));
+  if (method == kCatAutoMethodName) {
+    if (!(budget > 0.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("online_cost_budget: --recipe cat-auto needs --budget > 0, got ", budget));
+    }
+    recipe.method = Method::kCat;
+  } else {
+    CATQ_ASSIGN_OR_RETURN(recipe.method, ParseMethod(method));
+  }
+  recipe.online_cost_budget = budget;
   recipe.block_size = block_size;
   recipe.damping = damping;
   recipe.cat_hadamard = !no_cat_hadamard;

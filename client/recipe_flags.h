@@ -22,6 +22,8 @@ namespace catq::cli {
 struct RecipeFlags {
   std::string method = "rtn";
   int block_size = 128;
+  // cat-auto's online cost budget (relative to the linear MACs); 0: none.
+  double budget = 0.0;
   double damping = 1e-2;
   bool no_cat_hadamard = false;
   double eigen_clip = 1e-12;

@@ -47,12 +47,28 @@ v1::Recipe RecipeToProto(const Recipe& recipe) {
   proto.set_kv_cache_bits(recipe.kv_cache_bits);
   proto.set_kv_cache_hadamard(recipe.kv_cache_hadamard);
   proto.set_scale_dtype(std::string(DTypeName(recipe.scale_dtype)));
+  proto.set_online_cost_budget(recipe.online_cost_budget);
+  for (const SiteSetting& setting : recipe.site_settings) {
+    v1::SiteSetting* out = proto.add_site_settings();
+    out->set_layer(setting.layer);
+    out->set_site(std::string(SiteName(setting.site)));
+    out->set_block_size(setting.block_size);
+  }
   return proto;
 }
 
 absl::StatusOr<Recipe> RecipeFromProto(const v1::Recipe& proto) {
   Recipe recipe;
-  if (!proto.method().empty()) {
+  // cat-auto is cat whose block sizes the budget chooses: it needs one.
+  const bool cat_auto = proto.method() == kCatAutoMethodName;
+  if (cat_auto && !(proto.online_cost_budget() > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recipe.online_cost_budget: method cat-auto needs a budget > 0, got ",
+                     proto.online_cost_budget()));
+  }
+  if (cat_auto) {
+    recipe.method = Method::kCat;
+  } else if (!proto.method().empty()) {
     absl::StatusOr<Method> method = ParseMethod(proto.method());
     if (!method.ok())
       return absl::InvalidArgumentError(WireFieldMessage(method.status().message()));
@@ -92,6 +108,17 @@ absl::StatusOr<Recipe> RecipeFromProto(const v1::Recipe& proto) {
   if (proto.has_fold_norm_gains()) recipe.fold_norm_gains = proto.fold_norm_gains();
   if (proto.has_kv_cache_bits()) recipe.kv_cache_bits = proto.kv_cache_bits();
   if (proto.has_kv_cache_hadamard()) recipe.kv_cache_hadamard = proto.kv_cache_hadamard();
+  if (proto.has_online_cost_budget()) recipe.online_cost_budget = proto.online_cost_budget();
+  for (int i = 0; i < proto.site_settings_size(); ++i) {
+    const v1::SiteSetting& in = proto.site_settings(i);
+    absl::StatusOr<Site> site = ParseSite(in.site());
+    if (!site.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("recipe.site_settings[", i, "].site: \"", in.site(), "\" is not a site"));
+    }
+    recipe.site_settings.push_back(
+        {.layer = in.layer(), .site = *site, .block_size = in.block_size()});
+  }
   if (absl::Status valid = recipe.Validate(); !valid.ok()) {
     return absl::InvalidArgumentError(WireFieldMessage(valid.message()));
   }

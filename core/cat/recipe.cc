@@ -1,5 +1,9 @@
 #include "core/cat/recipe.h"
 
+#include <cmath>
+#include <set>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "core/quant/compressed_tensors_pack.h"
 
@@ -44,9 +48,49 @@ absl::StatusOr<WeightQuantizer> ParseWeightQuantizer(absl::string_view name) {
       absl::StrCat("weight_quantizer: \"", name, "\" is not one of rtn, gptq"));
 }
 
+int Recipe::BlockSizeFor(int64_t layer, Site site) const {
+  for (const SiteSetting& setting : site_settings) {
+    if (setting.layer == layer && setting.site == site) return setting.block_size;
+  }
+  return block_size;
+}
+
+Recipe Recipe::ForSite(int64_t layer, Site site) const {
+  Recipe site_recipe = *this;
+  site_recipe.block_size = BlockSizeFor(layer, site);
+  site_recipe.site_settings.clear();
+  site_recipe.online_cost_budget = 0.0;
+  return site_recipe;
+}
+
 absl::Status Recipe::Validate() const {
   if (block_size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("block_size: ", block_size, " must be >= 1"));
+  }
+  if (!std::isfinite(online_cost_budget) || online_cost_budget < 0.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("online_cost_budget: ", online_cost_budget, " must be finite and >= 0"));
+  }
+  if ((online_cost_budget > 0.0 || !site_settings.empty()) && method != Method::kCat) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(online_cost_budget > 0.0 ? "online_cost_budget" : "site_settings",
+                     ": per-site block sizes need method cat, not ", MethodName(method)));
+  }
+  std::set<std::pair<int64_t, Site>> seen;
+  for (size_t i = 0; i < site_settings.size(); ++i) {
+    const SiteSetting& s = site_settings[i];
+    const std::string field = absl::StrCat("site_settings[", i, "]");
+    if (s.layer < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".layer: ", s.layer, " must be >= 0"));
+    }
+    if (s.block_size < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".block_size: ", s.block_size, " must be >= 1"));
+    }
+    if (!seen.insert({s.layer, s.site}).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": a second setting for ", SiteQualifiedName(s.layer, s.site)));
+    }
   }
   if (!(damping >= 0.0) || damping > 1e6) {
     return absl::InvalidArgumentError(absl::StrCat("damping: ", damping, " must be in [0, 1e6]"));

@@ -16,10 +16,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/model/llama_weights.h"
 #include "core/quant/weight_quant_options.h"
 #include "core/tensor/dtype.h"
 
@@ -33,12 +35,25 @@ enum class Method {
   kCat,          // Block CAT: H * blockdiag(T_1..T_n).
 };
 absl::string_view MethodName(Method method);
+// The method name of cat with per-site block sizes under a budget
+// (Recipe::online_cost_budget), accepted by the CLI and the wire form.
+inline constexpr absl::string_view kCatAutoMethodName = "cat-auto";
 absl::StatusOr<Method> ParseMethod(absl::string_view name);
 
 // How the weights are rounded after the transform.
 enum class WeightQuantizer { kRtn, kGptq };
 absl::string_view WeightQuantizerName(WeightQuantizer quantizer);
 absl::StatusOr<WeightQuantizer> ParseWeightQuantizer(absl::string_view name);
+
+// What one site uses where it differs from the recipe's global fields: what
+// cat-auto resolves per site (core/output/auto_block_size.h). Per-site bit
+// widths would be further fields here, read through Recipe::ForSite.
+struct SiteSetting {
+  int64_t layer = 0;
+  Site site = Site::kAttnIn;
+  // k of the site's block CAT, >= 1 (as Recipe::block_size).
+  int block_size = 128;
+};
 
 struct Recipe {
   // Default kRtn.
@@ -89,6 +104,31 @@ struct Recipe {
   bool fold_norm_gains = true;
   // Data type of the stored weight scales: kF16 (default), kBF16 or kF32.
   DType scale_dtype = DType::kF16;
+
+  // cat-auto: the budget on the online transforms' MACs per token relative
+  // to the model's linear MACs per token (core/cat/online_cost.h), under
+  // which each site's block size is chosen from the predicted SQNR (method
+  // cat only). 0 (default): every site uses block_size. Resolved into
+  // site_settings before any layer is quantized.
+  double online_cost_budget = 0.0;
+  // Per-site settings (at most one per layer and site); a site without one
+  // uses the global fields. Default empty.
+  std::vector<SiteSetting> site_settings;
+
+  // Recipe::BlockSizeFor()
+  //
+  // The block size of (layer, site): its site setting's, else block_size.
+  int BlockSizeFor(int64_t layer, Site site) const;
+
+  // Recipe::ForSite()
+  //
+  // This recipe as the one site sees it: its settings in the global fields,
+  // no site_settings and no budget. What every per-site consumer (site task,
+  // output specs, folding) reads.
+  Recipe ForSite(int64_t layer, Site site) const;
+
+  // Whether this is a cat-auto recipe (online_cost_budget > 0).
+  bool is_auto() const { return online_cost_budget > 0.0; }
 
   // Validate: OK, or InvalidArgument naming the first bad field and its range.
   absl::Status Validate() const;
