@@ -248,9 +248,7 @@ absl::Status CheckGptqExportable(const LlamaModel& model, const Recipe& recipe) 
       if (folded) continue;
       return absl::FailedPreconditionError(absl::StrCat(
           SiteKey(static_cast<int>(layer), SiteName(site)), ": the ", MethodName(recipe.method),
-          " diagonal would stay online (it folds into an F32 norm gain, into v_proj only when "
-          "every query head has its own KV head, and into up_proj), which a GPTQ checkpoint "
-          "cannot hold"));
+          " diagonal would stay online, which a GPTQ checkpoint cannot hold"));
     }
   }
   return absl::OkStatus();

@@ -92,11 +92,11 @@ absl::Status CheckRecipeGptqExportable(const Recipe& recipe);
 // CheckGptqExportable
 //
 // CheckRecipeGptqExportable, then, for a diagonal recipe, that every site of
-// `model` folds its transform (SiteIsFolded): FailedPrecondition naming the
-// first site that would stay online (e.g. attn_out of a model whose query
-// heads share KV heads, or a norm stored in F16). OK means the export of
-// the output can only fail on a grid it cannot hold (an asymmetric zero point
-// of -8) or I/O.
+// `model` folds its transform (SiteIsFolded; a diagonal folds at every site,
+// into F32 norm gains, v_proj rows, tied across grouped query heads, and
+// up_proj rows): FailedPrecondition naming the first site that would stay
+// online. OK means the export of the output can only fail on a grid it
+// cannot hold (an asymmetric zero point of -8) or I/O.
 absl::Status CheckGptqExportable(const LlamaModel& model, const Recipe& recipe);
 
 struct GptqExportOptions {

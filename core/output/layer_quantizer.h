@@ -3,7 +3,9 @@
 // One layer task: the four site tasks of a layer (site_quantizer.h), run in
 // the order their folds need: attn_out's and mlp_out's diagonal T, when
 // folded, scale the rows of v_proj and up_proj, which attn_in and mlp_in then
-// transform and quantize. The layer is therefore the unit the in-process
+// transform and quantize. Under grouped-query attention attn_out's diagonal
+// is solved tied across the query heads sharing a KV head, so that one
+// v_proj row scale serves them all. The layer is therefore the unit the in-process
 // quantizer and the service's workers schedule; its result holds everything
 // the output needs from that layer.
 //

@@ -133,8 +133,9 @@ class PlanWriter {
     return absl::OkStatus();
   }
 
-  // gain * t in F32 (SiteFoldsDiagonal folds only into F32 norms), or t
-  // alone when the gain itself went into the weights.
+  // gain * t in F32 (the plan stores a folded gain in F32 whatever the
+  // model's norm dtype), or t alone when the gain itself went into the
+  // weights.
   absl::Status WriteFoldedGain(const OutputItem& item, ShardedSafetensorsWriter& writer) {
     CATQ_ASSIGN_OR_RETURN(const SiteResult* site, SiteFor(item.layer, item.site));
     if (!site->folded_diagonal.has_value() || item.specs[0].dtype != DType::kF32) {

@@ -69,13 +69,10 @@ absl::Status AppendOnlineTransformItems(const LlamaModel& model, const Recipe& r
 
 absl::StatusOr<bool> SiteIsFolded(const LlamaModel& model, const Recipe& recipe, int64_t layer,
                                   Site site) {
-  DType norm_dtype = DType::kF32;
   if (const std::optional<NormKind> norm = SitePrecedingNorm(site); norm.has_value()) {
-    CATQ_ASSIGN_OR_RETURN(const TensorInfo* info,
-                          model.tensors().Info(NormWeightName(layer, *norm)));
-    norm_dtype = info->dtype;
+    CATQ_RETURN_IF_ERROR(model.tensors().Info(NormWeightName(layer, *norm)).status());
   }
-  return SiteFoldsDiagonal(recipe, model.config(), site, norm_dtype);
+  return SiteFoldsDiagonal(recipe, model.config(), site);
 }
 
 std::vector<TensorSpec> OutputPlan::TensorSpecs() const {
@@ -141,6 +138,9 @@ absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& rec
       OutputItem item = CopyItem(*info, site_folded             ? OutputSource::kFoldedGain
                                         : folded.contains(name) ? OutputSource::kUnitGain
                                                                 : OutputSource::kCopy);
+      // gain x t in F32 whatever the model's norm dtype: rounded to F16 or
+      // BF16 it would no longer match the W T^-1 of the linears it feeds.
+      if (site_folded) item.specs[0].dtype = DType::kF32;
       item.layer = norm->second.first;
       item.site = norm->second.second;
       plan.items.push_back(std::move(item));

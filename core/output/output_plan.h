@@ -55,7 +55,8 @@ struct OutputPlan {
 // and mlp_in as ones when recipe.fold_norm_gains, everything else copied.
 // After a layer's last linear come the online transform tensors of its sites
 // (architecture.md section 4), when the method has any; a norm whose site
-// folds its diagonal T is written as gain times t (kFoldedGain).
+// folds its diagonal T is written as gain times t in F32 (kFoldedGain),
+// whatever dtype the model stores that norm in.
 // Tensors the Llama layout does not name (e.g. rotary caches) are copied after
 // the known ones, sorted by name. Errors: a recipe the output cannot store.
 // FoldedNormGain: what a kFoldedGain norm stores, `gain` times the folded
@@ -65,8 +66,7 @@ absl::StatusOr<std::vector<float>> FoldedNormGain(const std::string& name, std::
                                                   const Eigen::VectorXd& t, const Recipe& recipe);
 
 // SiteIsFolded: whether `recipe` folds the diagonal T of (layer, site) into
-// its producer (SiteFoldsDiagonal with the dtype of the norm feeding it).
-// Errors: the norm tensor is missing.
+// its producer (SiteFoldsDiagonal). Errors: the norm feeding it is missing.
 absl::StatusOr<bool> SiteIsFolded(const LlamaModel& model, const Recipe& recipe, int64_t layer,
                                   Site site);
 

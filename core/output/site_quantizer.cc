@@ -55,10 +55,54 @@ absl::StatusOr<std::vector<Eigen::MatrixXd>> SecondMomentBlocks(const SiteStatis
   return blocks;
 }
 
+// The recipe's diagonal with one entry per group of `groups`
+// (tied_diagonal.h): block CAT k = 1 from the diagonals of Sx and Sw, or
+// SmoothQuant from the groups' maxima.
+absl::StatusOr<SiteTransformResult> SolveTiedDiagonal(const Recipe& recipe,
+                                                      const SiteWeights& weights,
+                                                      const SiteStatistics& stats,
+                                                      const ChannelGroups& groups) {
+  const std::vector<Eigen::Ref<const RowMatrixXf>> views = Views(weights.weights);
+  if (recipe.method == Method::kSmoothQuant) {
+    if (!stats.has_channel_absmax()) {
+      return absl::InvalidArgumentError(
+          "smoothquant needs the per-channel activation maxima (.absmax) in the statistics");
+    }
+    CATQ_ASSIGN_OR_RETURN(const Eigen::VectorXd weight_absmax, WeightColumnAbsMax(views));
+    CATQ_ASSIGN_OR_RETURN(const Eigen::VectorXd t,
+                          TiedSmoothQuantDiagonal(stats.channel_absmax(), weight_absmax, groups,
+                                                  recipe.smoothquant_alpha));
+    CATQ_ASSIGN_OR_RETURN(SiteTransform transform, SiteTransform::CreateDiagonal(t, std::nullopt));
+    return SiteTransformResult{std::move(transform), std::nullopt};
+  }
+  CATQ_ASSIGN_OR_RETURN(const BlockPartition channels, BlockPartition::Create(weights.dim(), 1));
+  CATQ_ASSIGN_OR_RETURN(const std::vector<Eigen::MatrixXd> sx, SecondMomentBlocks(stats, channels));
+  CATQ_ASSIGN_OR_RETURN(const std::vector<Eigen::MatrixXd> sw,
+                        WeightSecondMomentBlocks(
+                            views, 1, {.normalize_by_frobenius = recipe.normalize_weight_moments}));
+  Eigen::VectorXd sx_diagonal(weights.dim());
+  Eigen::VectorXd sw_diagonal(weights.dim());
+  for (int64_t c = 0; c < weights.dim(); ++c) {
+    sx_diagonal(c) = sx[static_cast<size_t>(c)](0, 0);
+    sw_diagonal(c) = sw[static_cast<size_t>(c)](0, 0);
+  }
+  BlockCatOptions options;
+  options.damping = recipe.damping;
+  options.eigen_clip = recipe.eigen_clip;
+  CATQ_ASSIGN_OR_RETURN(TiedDiagonal tied,
+                        SolveTiedDiagonalCat(sx_diagonal, sw_diagonal, groups, options));
+  CATQ_ASSIGN_OR_RETURN(SiteTransform transform,
+                        SiteTransform::CreateDiagonal(tied.t, std::nullopt));
+  return SiteTransformResult{std::move(transform), std::move(tied.report)};
+}
+
 // The recipe's transform of the site, with the block CAT report when solved.
 absl::StatusOr<SiteTransformResult> SolveSiteTransform(const Recipe& recipe,
                                                        const SiteWeights& weights,
                                                        const SiteStatistics* stats) {
+  if (weights.tied_channels.has_value() && RecipeTransformIsDiagonal(recipe)) {
+    return SolveTiedDiagonal(recipe, weights, *stats, *weights.tied_channels);
+  }
   SiteTransformInputs inputs;
   inputs.dim = weights.dim();
   inputs.eigen_clip = recipe.eigen_clip;
@@ -368,19 +412,16 @@ bool RecipeTransformIsDiagonal(const Recipe& recipe) {
          (recipe.method == Method::kCat && recipe.block_size == 1 && !recipe.cat_hadamard);
 }
 
-bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site,
-                       DType norm_dtype) {
-  if (!RecipeTransformIsDiagonal(recipe)) return false;
-  switch (site) {
-    case Site::kAttnIn:
-    case Site::kMlpIn:
-      return norm_dtype == DType::kF32;
-    case Site::kAttnOut:
-      return config.num_key_value_heads == config.num_attention_heads;
-    case Site::kMlpOut:
-      return true;
+bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site) {
+  return RecipeTransformIsDiagonal(recipe);
+}
+
+std::optional<ChannelGroups> TiedChannelsForFolding(const LlamaConfig& config, Site site) {
+  if (site != Site::kAttnOut || config.num_key_value_heads == config.num_attention_heads) {
+    return std::nullopt;
   }
-  return false;
+  return AttentionOutputGroups(config.num_attention_heads, config.num_key_value_heads,
+                               config.head_dim());
 }
 
 absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& recipe, int64_t layer,

@@ -25,6 +25,7 @@
 #include "core/cat/recipe.h"
 #include "core/cat/site_statistics.h"
 #include "core/cat/site_transform.h"
+#include "core/cat/tied_diagonal.h"
 #include "core/model/llama_model.h"
 #include "core/output/packed_linear.h"
 #include "core/output/quantization_config.h"
@@ -44,6 +45,11 @@ struct SiteWeights {
   // When the recipe's transform of this site is diagonal, fold it into what
   // produces the site (SiteFoldsDiagonal) instead of storing it online.
   bool fold_diagonal = false;
+  // Set when a diagonal T must take one value per group of channels to fold
+  // (attn_out under grouped-query attention: AttentionOutputGroups, so v_proj
+  // can carry it): the recipe's diagonal is then solved tied
+  // (core/cat/tied_diagonal.h). Unset: one entry per channel.
+  std::optional<ChannelGroups> tied_channels;
   int64_t dim() const { return weights.empty() ? 0 : weights[0].cols(); }
 };
 
@@ -102,17 +108,23 @@ bool RecipeTransformIsDiagonal(const Recipe& recipe);
 // SiteFoldsDiagonal
 //
 // Whether a diagonal T at `site` is folded into its producer (architecture.md
-// section 4), where that is exact:
-//   attn_in, mlp_in  into the preceding RMSNorm gain, when the model stores
-//                    that norm in F32 (`norm_dtype`); a gain rounded to F16 or
-//                    BF16 would no longer invert W T^-1, so the site stays
-//                    online then;
-//   attn_out         into v_proj's rows, when every query head has its own KV
-//                    head (with grouped heads a scale must match across the
-//                    group, which the solve does not guarantee);
+// section 4). For a diagonal recipe every site folds, so its output has no
+// online transform at all:
+//   attn_in, mlp_in  into the preceding RMSNorm gain, which the output then
+//                    stores in F32 whatever the model's norm dtype (a gain
+//                    rounded to F16 or BF16 would no longer invert W T^-1;
+//                    loaders accept an F32 norm);
+//   attn_out         into v_proj's rows; with grouped query heads the
+//                    diagonal is solved tied across each KV head's group
+//                    (SiteWeights::tied_channels), so one row scale serves
+//                    every query head reading it;
 //   mlp_out          into up_proj's rows.
-bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site,
-                       DType norm_dtype);
+bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site);
+
+// TiedChannelsForFolding: the groups a folded diagonal at `site` must be tied
+// over, or nullopt when each channel may take its own value (every site but
+// attn_out, and attn_out when each query head has its own KV head).
+std::optional<ChannelGroups> TiedChannelsForFolding(const LlamaConfig& config, Site site);
 
 // PlanSiteTransformSpecs
 //

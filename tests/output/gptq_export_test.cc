@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/cat/calibration.h"
 #include "core/eval/quantized_model.h"
 #include "core/model/llama_model.h"
@@ -302,24 +303,51 @@ TEST_F(GptqExportTest, OnlineTransformIsRefusedNamingTheSite) {
   EXPECT_FALSE(Env::Default()->FileExists(dir_.Join("gptq.partial")));
 }
 
-// One site online among folded ones is enough, and the error names it: the
-// tiny model's query heads share KV heads, so SmoothQuant's attn_out diagonal
-// cannot fold into v_proj and stays online.
-TEST_F(GptqExportTest, OneOnlineSiteAmongFoldedOnesIsNamed) {
-  Recipe recipe;
-  recipe.method = Method::kSmoothQuant;
-  EXPECT_OK(CheckRecipeGptqExportable(recipe));
-  auto model = LlamaModel::Open(Model());
-  ASSERT_OK(model);
-  EXPECT_STATUS(CheckGptqExportable(*model, recipe), absl::StatusCode::kFailedPrecondition,
-                "model.layers.0.attn_out: the smoothquant diagonal would stay online");
-  const std::string out = Quantize("smooth", recipe);
-  const nlohmann::json sites =
-      ReadJson(out + "/config.json")["quantization_config"]["catq"]["sites"];
-  ASSERT_TRUE(sites["model.layers.0.attn_in"]["folded"]);
-  ASSERT_TRUE(sites["model.layers.0.attn_out"]["online"]);
-  EXPECT_STATUS(ExportGptqLayout(Env::Default(), out, dir_.Join("gptq")),
-                absl::StatusCode::kFailedPrecondition, "model.layers.0.attn_out: has an online");
+// Grouped query heads (the tiny model: 8 query heads on 4 KV heads) and
+// norms stored in BF16 keep no diagonal online any more: attn_out's diagonal
+// is tied across each KV head's query heads and folds into v_proj, the norm
+// gains are written in F32. SmoothQuant and block CAT k=1 export, bit for
+// bit, from the F32 and the BF16 model.
+TEST_F(GptqExportTest, GroupedHeadsAndBf16NormsFoldEverywhereAndExport) {
+  SynthOptions synth;
+  synth.preset = "tiny";
+  synth.dtype = DType::kBF16;
+  const std::string bf16 = dir_.Join("bf16");
+  ASSERT_OK(WriteSyntheticModel(Env::Default(), synth, bf16));
+  Recipe smooth;
+  smooth.method = Method::kSmoothQuant;
+  Recipe cat1;
+  cat1.method = Method::kCat;
+  cat1.block_size = 1;
+  cat1.cat_hadamard = false;
+  for (const std::string& model_dir : {Model(), bf16}) {
+    for (const Recipe& recipe : {smooth, cat1}) {
+      const std::string name =
+          absl::StrCat(MethodName(recipe.method), model_dir == bf16 ? "-bf16" : "-f32");
+      SCOPED_TRACE(name);
+      auto model = LlamaModel::Open(model_dir);
+      ASSERT_OK(model);
+      ASSERT_LT(model->config().num_key_value_heads, model->config().num_attention_heads);
+      EXPECT_OK(CheckGptqExportable(*model, recipe));
+      const std::string out = Quantize(name, recipe, model_dir);
+      const nlohmann::json sites =
+          ReadJson(out + "/config.json")["quantization_config"]["catq"]["sites"];
+      for (const auto& [key, site] : sites.items()) {
+        EXPECT_FALSE(site["online"]) << key;
+        EXPECT_TRUE(site["folded"]) << key;
+      }
+      auto stored = SafetensorsDir::Open(out);
+      ASSERT_OK(stored);
+      for (const std::string& tensor : stored->TensorNames()) {
+        EXPECT_EQ(tensor.find(".catq."), std::string::npos) << tensor;
+      }
+      auto norm = stored->Get("model.layers.1.post_attention_layernorm.weight");
+      ASSERT_OK(norm);
+      EXPECT_EQ(norm->dtype(), DType::kF32);
+      ASSERT_OK(ExportGptqLayout(Env::Default(), out, dir_.Join(name + "-gptq")));
+      ExpectFaithfulExport(out, dir_.Join(name + "-gptq"));
+    }
+  }
 }
 
 // With one KV head per query head every diagonal folds (norm gains, v_proj,
