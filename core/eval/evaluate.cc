@@ -10,11 +10,17 @@ namespace {
 
 // The options of a QuantizedForward, minus the pointers it sets itself.
 ForwardOptions WithQuantizedModel(const ForwardOptions& base, WeightProvider* weights,
-                                  SiteHook* hook) {
+                                  SiteHook* hook, KvCacheHook* kv_hook) {
   ForwardOptions options = base;
   options.weights = weights;
   options.hooks.insert(options.hooks.begin(), hook);
+  if (kv_hook != nullptr) options.kv_hooks.insert(options.kv_hooks.begin(), kv_hook);
   return options;
+}
+
+std::optional<KvCacheQuantizer> KvCacheOf(const QuantizedModel& model) {
+  if (const KvCacheQuantizer* quantizer = model.kv_cache_quantizer()) return *quantizer;
+  return std::nullopt;
 }
 
 absl::Status CheckNoProvider(const ForwardOptions& options) {
@@ -30,7 +36,8 @@ absl::Status CheckNoProvider(const ForwardOptions& options) {
 QuantizedForward::QuantizedForward(const QuantizedModel& model, const ForwardOptions& base)
     : weights_(model, base.cache_limit_bytes),
       hook_(model),
-      options_(WithQuantizedModel(base, &weights_, &hook_)) {}
+      kv_cache_(KvCacheOf(model)),
+      options_(WithQuantizedModel(base, &weights_, &hook_, kv_cache_ ? &*kv_cache_ : nullptr)) {}
 
 absl::Status CheckSameArchitecture(const LlamaConfig& reference, const LlamaConfig& quantized) {
   const std::pair<const char*, std::pair<int64_t, int64_t>> fields[] = {

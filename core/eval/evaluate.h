@@ -16,11 +16,13 @@
 #define CATQ_CORE_EVAL_EVALUATE_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/eval/kl_divergence.h"
+#include "core/eval/kv_cache_quantizer.h"
 #include "core/eval/online_quantization_hook.h"
 #include "core/eval/quantized_model.h"
 #include "core/eval/quantized_weight_provider.h"
@@ -32,10 +34,11 @@ namespace catq {
 // QuantizedForward
 //
 // The ForwardOptions that run a QuantizedModel as stored: `base` with its
-// QuantizedWeightProvider as the weights and its OnlineQuantizationHook first
-// among the hooks (base's own hooks then see the quantized activations).
-// base.weights must be null. Owns the provider and the hook, so it can be
-// neither copied nor moved; the model must outlive it.
+// QuantizedWeightProvider as the weights, its OnlineQuantizationHook first
+// among the hooks (base's own hooks then see the quantized activations) and,
+// when the output quantizes the K/V cache, its KvCacheQuantizer first among
+// the kv_hooks. base.weights must be null. Owns the provider and the hooks,
+// so it can be neither copied nor moved; the model must outlive it.
 class QuantizedForward {
  public:
   QuantizedForward(const QuantizedModel& model, const ForwardOptions& base);
@@ -47,6 +50,7 @@ class QuantizedForward {
  private:
   QuantizedWeightProvider weights_;
   OnlineQuantizationHook hook_;
+  std::optional<KvCacheQuantizer> kv_cache_;
   ForwardOptions options_;
 };
 

@@ -99,8 +99,18 @@ absl::StatusOr<QuantizedModel> QuantizedModel::Open(const std::string& dir, Env*
                                                 quantization.site(layer, site)));
     }
   }
+  std::optional<KvCacheQuantizer> kv_cache;
+  if (quantization.kv_cache.bits != kFloatKvCacheBits) {
+    absl::StatusOr<KvCacheQuantizer> quantizer =
+        KvCacheQuantizer::Create(config.head_dim(), quantization.kv_cache);
+    if (!quantizer.ok()) {
+      return Prefix(absl::StrCat(dir, "/config.json: quantization_config.kv_cache_scheme"),
+                    quantizer.status());
+    }
+    kv_cache = std::move(*quantizer);
+  }
   return QuantizedModel(std::move(model), std::move(quantization), std::move(packed),
-                        std::move(transforms));
+                        std::move(transforms), std::move(kv_cache));
 }
 
 absl::StatusOr<RowMatrixXf> QuantizedModel::Linear(int64_t layer, LinearKind kind) const {

@@ -5,8 +5,9 @@
 // and quantization_config, the packed linears, the stored norms (ones where
 // the gains were folded), embeddings and lm_head, and the online transform of
 // every site that has one. Evaluation runs it with QuantizedWeightProvider
-// (the dequantized linears) and OnlineQuantizationHook (x' = T x, then the
-// activation grid); evaluate.h wires both.
+// (the dequantized linears), OnlineQuantizationHook (x' = T x, then the
+// activation grid) and, when the config has a kv_cache_scheme, its
+// KvCacheQuantizer; evaluate.h wires them.
 //
 //   CATQ_ASSIGN_OR_RETURN(QuantizedModel q, QuantizedModel::Open(out_dir));
 //   CATQ_ASSIGN_OR_RETURN(RowMatrixXf w, q.Linear(0, LinearKind::kQProj));  // ~ W T^-1
@@ -33,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/cat/site_transform.h"
+#include "core/eval/kv_cache_quantizer.h"
 #include "core/eval/stored_quantization.h"
 #include "core/io/env.h"
 #include "core/math/eigen_types.h"
@@ -52,7 +54,8 @@ class QuantizedModel {
   // asymmetric weights, weight_zero_point with the shapes and dtypes of the
   // config's grid, and weight_shape holding [out, in]) or a float `<m>.weight`
   // of shape [out, in]; every site's online tensors against its entry in the
-  // sites map (online_transform_reader.h). Errors name the file or tensor:
+  // sites map (online_transform_reader.h); the K/V cache quantizer of the
+  // config (KvCacheQuantizer::Create). Errors name the file or tensor:
   // NotFound for a missing config.json or weights, InvalidArgument otherwise.
   // The packed values themselves are checked when a linear is read.
   static absl::StatusOr<QuantizedModel> Open(const std::string& dir, Env* env = Env::Default());
@@ -76,6 +79,12 @@ class QuantizedModel {
   // tensors (core/output/packed_linear.h) name the tensor.
   absl::StatusOr<RowMatrixXf> Linear(int64_t layer, LinearKind kind) const;
 
+  // kv_cache_quantizer: what the K/V cache goes through at inference, or
+  // nullptr when the cache stays float (no kv_cache_scheme).
+  const KvCacheQuantizer* kv_cache_quantizer() const {
+    return kv_cache_ ? &*kv_cache_ : nullptr;
+  }
+
   // OnlineTransform: the transform T applied at the site's input, or nullptr
   // when the site has none. REQUIRES: 0 <= layer < num_hidden_layers.
   const SiteTransform* OnlineTransform(int64_t layer, Site site) const {
@@ -89,16 +98,19 @@ class QuantizedModel {
   using LayerPacked = std::array<bool, kAllLinearKinds.size()>;
 
   QuantizedModel(LlamaModel model, StoredQuantization quantization, std::vector<LayerPacked> packed,
-                 std::vector<LayerTransforms> transforms)
+                 std::vector<LayerTransforms> transforms,
+                 std::optional<KvCacheQuantizer> kv_cache)
       : model_(std::move(model)),
         quantization_(std::move(quantization)),
         packed_(std::move(packed)),
-        transforms_(std::move(transforms)) {}
+        transforms_(std::move(transforms)),
+        kv_cache_(std::move(kv_cache)) {}
 
   LlamaModel model_;
   StoredQuantization quantization_;
   std::vector<LayerPacked> packed_;
   std::vector<LayerTransforms> transforms_;
+  std::optional<KvCacheQuantizer> kv_cache_;
 };
 
 }  // namespace catq

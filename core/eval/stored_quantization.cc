@@ -110,6 +110,54 @@ absl::Status ParseActivations(const Node& group, StoredQuantization& out) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> GetUint64(const Node& parent, const std::string& key) {
+  CATQ_ASSIGN_OR_RETURN(Node child, Child(parent, key));
+  if (!child.json.is_number_unsigned()) {
+    return FieldError(child.path, "expected a non-negative integer");
+  }
+  return child.json.get<uint64_t>();
+}
+
+// The K/V cache scheme: absent or null (a float cache), else what catq writes
+// (quantization_config.cc): dynamic asymmetric int per token and KV head,
+// i.e. groups of head_dim along the cached vector; the rotation is catq's own.
+absl::Status ParseKvCache(const Node& qc, const Node& catq, const LlamaConfig& config,
+                          StoredQuantization& out) {
+  if (!qc.json.contains("kv_cache_scheme")) return absl::OkStatus();
+  CATQ_ASSIGN_OR_RETURN(Node scheme, Child(qc, "kv_cache_scheme"));
+  if (scheme.json.is_null()) return absl::OkStatus();
+  if (!scheme.json.is_object()) return FieldError(scheme.path, "expected an object or null");
+  CATQ_RETURN_IF_ERROR(ExpectString(scheme, "type", "int"));
+  CATQ_RETURN_IF_ERROR(ExpectString(scheme, "strategy", "group"));
+  CATQ_ASSIGN_OR_RETURN(const int64_t bits, GetInt(scheme, "num_bits"));
+  if (bits < kMinActivationBits || bits > 8) {
+    return FieldError(absl::StrCat(scheme.path, ".num_bits"),
+                      absl::StrCat(bits, " is outside [", kMinActivationBits, ", 8]"));
+  }
+  CATQ_ASSIGN_OR_RETURN(const int64_t group_size, GetInt(scheme, "group_size"));
+  if (group_size != config.head_dim()) {
+    return FieldError(absl::StrCat(scheme.path, ".group_size"),
+                      absl::StrCat(group_size, ", expected head_dim ", config.head_dim(),
+                                   " (one group per token and KV head)"));
+  }
+  CATQ_ASSIGN_OR_RETURN(const bool symmetric, GetBool(scheme, "symmetric"));
+  if (symmetric) {
+    return FieldError(absl::StrCat(scheme.path, ".symmetric"),
+                      "true; catq's K/V cache grid is asymmetric");
+  }
+  CATQ_ASSIGN_OR_RETURN(const bool dynamic, GetBool(scheme, "dynamic"));
+  if (!dynamic) {
+    return FieldError(absl::StrCat(scheme.path, ".dynamic"),
+                      "false; catq's K/V cache grid is taken per token (dynamic)");
+  }
+  out.kv_cache.bits = static_cast<int>(bits);
+  CATQ_ASSIGN_OR_RETURN(out.kv_cache.hadamard, GetBool(catq, "kv_cache_hadamard"));
+  if (out.kv_cache.hadamard) {
+    CATQ_ASSIGN_OR_RETURN(out.kv_cache.mixing_seed, GetUint64(catq, "mixing_seed"));
+  }
+  return absl::OkStatus();
+}
+
 // "model.layers.{i}.{site}" -> (i, site), checked against the model.
 absl::StatusOr<std::pair<int64_t, Site>> ParseSiteKey(const std::string& key,
                                                       const std::string& path, int64_t num_layers) {
@@ -179,6 +227,7 @@ nlohmann::json RecipeJson(const nlohmann::json& catq, const StoredQuantization& 
   recipe["w_symmetric"] = q.weights.symmetric;
   recipe["a_bits"] = q.activation_bits;
   recipe["a_symmetric"] = q.activation_symmetric;
+  recipe["kv_cache_bits"] = q.kv_cache.bits;
   return recipe;
 }
 
@@ -196,6 +245,7 @@ absl::StatusOr<StoredQuantization> Parse(const LlamaConfig& config) {
   CATQ_ASSIGN_OR_RETURN(Node catq, ChildObject(qc, "catq"));
   CATQ_ASSIGN_OR_RETURN(out.method, GetString(catq, "method"));
   CATQ_RETURN_IF_ERROR(ParseSites(catq, config.num_hidden_layers, out));
+  CATQ_RETURN_IF_ERROR(ParseKvCache(qc, catq, config, out));
   out.recipe = RecipeJson(catq.json, out);
   return out;
 }

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/eval/kv_cache_quantizer.h"
 #include "core/model/llama_config.h"
 #include "core/model/llama_weights.h"
 #include "core/quant/weight_quant_options.h"
@@ -47,11 +48,17 @@ struct StoredQuantization {
   // kFloatActivationBits when that entry is null (weight-only).
   int activation_bits = kFloatActivationBits;
   bool activation_symmetric = false;
+  // The K/V cache quantizer evaluation installs: bits from
+  // kv_cache_scheme.num_bits (kFloatKvCacheBits when kv_cache_scheme is null
+  // or absent), hadamard from catq.kv_cache_hadamard, mixing_seed from
+  // catq.mixing_seed.
+  KvCacheQuantizerOptions kv_cache;
   // catq.method, e.g. "rtn" or "cat".
   std::string method;
   // The recipe as a reader reports it: catq's scalar fields (method,
   // block_size, damping, ...; whatever the writer recorded) plus w_bits,
-  // w_group_size, w_symmetric, a_bits and a_symmetric from the schemes.
+  // w_group_size, w_symmetric, a_bits, a_symmetric and kv_cache_bits from the
+  // schemes.
   nlohmann::json recipe;
   // [layer][site], in kAllSites order.
   std::vector<std::array<StoredSite, kAllSites.size()>> sites;
@@ -71,8 +78,11 @@ struct StoredQuantization {
 // than 4- or 8-bit int, a group size below 1 with strategy "group",
 // activation bits outside [2, 8] (a present input_activations entry), a
 // sites map that lacks a layer's site, names a layer or site the model does
-// not have, or marks a site both online and folded. Unknown extra fields are
-// ignored.
+// not have, or marks a site both online and folded, and a kv_cache_scheme
+// (when neither null nor absent) other than what catq writes: type int,
+// num_bits in [2, 8], symmetric false, strategy group, group_size head_dim,
+// dynamic true, with catq.kv_cache_hadamard a bool (and catq.mixing_seed a
+// non-negative integer when it is true). Unknown extra fields are ignored.
 absl::StatusOr<StoredQuantization> ParseStoredQuantization(const LlamaConfig& config,
                                                            absl::string_view config_path);
 

@@ -192,7 +192,7 @@ class PlanWriter {
 std::string OutputConfigJson(const LlamaConfig& config, const Recipe& recipe,
                              const std::vector<SiteRecord>& sites) {
   nlohmann::json json = config.original;
-  json["quantization_config"] = BuildQuantizationConfig(recipe, sites);
+  json["quantization_config"] = BuildQuantizationConfig(recipe, sites, config.head_dim());
   return json.dump(2) + "\n";
 }
 

@@ -30,9 +30,28 @@ nlohmann::json ActivationScheme(const Recipe& recipe) {
   };
 }
 
+// The K/V cache scheme in compressed-tensors' QuantizationArgs form: each
+// cached key (after RoPE) or value is quantized per token and KV head, i.e. in
+// dynamic groups of head_dim along the cached vector, asymmetric. (The
+// "attn_head" strategy would mean one static scale per head over all tokens,
+// not this grid.) The Hadamard rotation of each head is catq's own and is
+// recorded in catq.kv_cache_hadamard. null when the cache stays float.
+nlohmann::json KvCacheScheme(const Recipe& recipe, int64_t head_dim) {
+  if (recipe.kv_cache_bits >= 16) return nullptr;
+  return {
+      {"num_bits", recipe.kv_cache_bits},
+      {"type", "int"},
+      {"symmetric", false},
+      {"strategy", "group"},
+      {"group_size", head_dim},
+      {"dynamic", true},
+      {"observer", nullptr},
+  };
+}
+
 // The exact grids, in words, so a reader can reproduce every value.
 nlohmann::json Grids(const Recipe& recipe) {
-  return {
+  nlohmann::json grids = {
       {"rounding", "half_to_even"},
       {"weights", recipe.weights.symmetric
                       ? "symmetric: scale = amax / (2^(b-1) - 1), q in [-(2^(b-1)-1), 2^(b-1)-1]"
@@ -45,11 +64,20 @@ nlohmann::json Grids(const Recipe& recipe) {
       {"scale_dtype", std::string(DTypeName(recipe.scale_dtype))},
       {"scale_storage", "weight scales rounded up to scale_dtype before the levels are chosen"},
   };
+  if (recipe.kv_cache_bits < 16) {
+    grids["kv_cache"] =
+        "asymmetric per token and KV head (group = head_dim) as the activations, on keys after "
+        "RoPE and on values; with kv_cache_hadamard each head is first rotated by the normalized "
+        "Hadamard of head_dim (FWHT for a power of two, else H_(2^a) (x) Q_q seeded by "
+        "mixing_seed) and rotated back after the grid, which equals rotating the queries too";
+  }
+  return grids;
 }
 
 }  // namespace
 
-nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<SiteRecord>& sites) {
+nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<SiteRecord>& sites,
+                                       int64_t head_dim) {
   nlohmann::json site_map = nlohmann::json::object();
   for (const SiteRecord& site : sites) {
     site_map[SiteKey(site.layer, site.site)] = {
@@ -69,6 +97,7 @@ nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<S
           {"weights", WeightScheme(recipe.weights)},
           {"input_activations", ActivationScheme(recipe)}}}}},
       {"ignore", {"lm_head"}},
+      {"kv_cache_scheme", KvCacheScheme(recipe, head_dim)},
       {"catq",
        {{"method", std::string(MethodName(recipe.method))},
         {"block_size", recipe.block_size},
@@ -79,6 +108,7 @@ nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<S
         {"smoothquant_alpha", recipe.smoothquant_alpha},
         {"weight_quantizer", std::string(WeightQuantizerName(recipe.weight_quantizer))},
         {"fold_norm_gains", recipe.fold_norm_gains},
+        {"kv_cache_hadamard", recipe.kv_cache_hadamard},
         {"grids", Grids(recipe)},
         {"sites", site_map}}},
   };

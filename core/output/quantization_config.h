@@ -7,11 +7,12 @@
 // tensors exist (architecture.md section 4).
 //
 //   std::vector<SiteRecord> sites = ...;  // one per layer and site
-//   nlohmann::json qc = BuildQuantizationConfig(recipe, sites);
+//   nlohmann::json qc = BuildQuantizationConfig(recipe, sites, config.head_dim());
 //   config["quantization_config"] = qc;
 #ifndef CATQ_CORE_OUTPUT_QUANTIZATION_CONFIG_H_
 #define CATQ_CORE_OUTPUT_QUANTIZATION_CONFIG_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,10 @@ struct SiteRecord {
   bool folded = false;    // A diagonal transform was folded into other weights.
 };
 
-nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<SiteRecord>& sites);
+// BuildQuantizationConfig: `head_dim` is the model's, the group of the K/V
+// cache scheme (kv_cache_scheme, null unless recipe.kv_cache_bits < 16).
+nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<SiteRecord>& sites,
+                                       int64_t head_dim);
 
 }  // namespace catq
 

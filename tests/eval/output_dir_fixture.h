@@ -214,7 +214,7 @@ inline absl::StatusOr<OutputDir> MakeTransformedOutput(const LlamaModel& model,
     CATQ_RETURN_IF_ERROR(fi::CopyFloat(out, model, kLmHeadName, false));
   }
   out.config = config.original;
-  out.config["quantization_config"] = BuildQuantizationConfig(recipe, records);
+  out.config["quantization_config"] = BuildQuantizationConfig(recipe, records, config.head_dim());
   return out;
 }
 
