@@ -37,6 +37,13 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
                                                 CalibrationReport* report) {
   CalibrationData inputs;
   if (input.empty()) return inputs;
+  if (input.sequential && recipe.is_auto()) {
+    // Sequential mode runs each layer quantized with the recipe, while
+    // cat-auto's per-site block sizes are chosen from these statistics.
+    return absl::InvalidArgumentError(
+        "calibration: sequential mode cannot calibrate cat-auto, whose block sizes are chosen "
+        "from the calibration itself; use the float calibration");
+  }
   const uint64_t start = env->NowMicros();
   if (!input.statistics_path.empty()) {
     if (input.sequential) {

@@ -68,7 +68,8 @@ struct CalibrationData {
 // gives empty data. Errors: the file and forward-pass errors, statistics that
 // do not cover every site of the model (names the site), `sequential` with a
 // statistics file (InvalidArgument: there is no forward pass to make
-// sequential).
+// sequential), `sequential` with a cat-auto recipe (InvalidArgument: its
+// block sizes are chosen from this calibration).
 absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& model,
                                                 const std::string& model_dir, const Recipe& recipe,
                                                 const CalibrationInput& input,

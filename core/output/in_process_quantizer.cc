@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/staged_directory.h"
+#include "core/output/auto_block_size.h"
 #include "core/output/calibration_data.h"
 #include "core/output/layer_quantizer.h"
 #include "core/output/output_assembler.h"
@@ -60,15 +61,35 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
   const CalibrationData& inputs =
       options.calibration_data != nullptr ? *options.calibration_data : loaded;
   report.calibration_seconds = report.calibration.seconds;
+  // cat-auto: one block size per site, chosen once from the statistics
+  // before any layer is quantized (the service resolves the same way).
+  Recipe resolved = recipe;
+  if (recipe.is_auto()) {
+    const LayerStatisticsSource layer_statistics =
+        [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
+      SiteStatisticsMap layer_stats;
+      for (Site site : kAllSites) {
+        const std::string key = SiteQualifiedName(layer, site);
+        auto it = inputs.statistics.find(key);
+        if (it != inputs.statistics.end()) layer_stats.emplace(key, it->second);
+      }
+      return layer_stats;
+    };
+    CATQ_ASSIGN_OR_RETURN(AutoBlockSizes chosen,
+                          ResolveAutoBlockSizes(model, recipe, layer_statistics));
+    resolved = std::move(chosen.recipe);
+    report.recipe = resolved;
+    report.block_size_choice = std::move(chosen.report);
+  }
 
   AssembleOptions assemble;
   assemble.max_shard_bytes = options.max_shard_bytes;
   assemble.start_micros = start;
   assemble.on_linear = options.on_linear;
   const LayerResultSource quantize_layer = [&](int64_t layer) {
-    return QuantizeLayer(model, recipe, layer, inputs);
+    return QuantizeLayer(model, resolved, layer, inputs);
   };
-  CATQ_RETURN_IF_ERROR(AssembleOutput(env, model, model_dir, recipe, quantize_layer, assemble,
+  CATQ_RETURN_IF_ERROR(AssembleOutput(env, model, model_dir, resolved, quantize_layer, assemble,
                                       staged->path(), &report));
   CATQ_RETURN_IF_ERROR(staged->Publish());
   return report;

@@ -61,6 +61,10 @@ absl::Status ScaleFoldedRows(const LlamaConfig& config, const std::vector<SiteRe
 absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe& recipe,
                                           int64_t layer, const CalibrationData& calibration,
                                           const SiteQuantizeOptions& options) {
+  if (recipe.is_auto() && recipe.site_settings.empty()) {
+    return absl::FailedPreconditionError(
+        "recipe: cat-auto's block sizes are not resolved (ResolveAutoBlockSizes)");
+  }
   LayerResult result;
   result.layer = layer;
   result.sites.resize(kAllSites.size());
@@ -77,7 +81,7 @@ absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe&
     auto samples = calibration.samples.find(key);
     CATQ_ASSIGN_OR_RETURN(
         result.sites[static_cast<size_t>(site)],
-        QuantizeSite(recipe, std::move(weights),
+        QuantizeSite(recipe.ForSite(layer, site), std::move(weights),
                      stats == calibration.statistics.end() ? nullptr : &stats->second,
                      samples == calibration.samples.end() ? nullptr : &samples->second, options));
     result.quantize_seconds += SecondsSince(start);

@@ -35,8 +35,10 @@ struct LayerResult {
   const SiteResult& site(Site s) const { return sites[static_cast<size_t>(s)]; }
 };
 
-// QuantizeLayer: every site of `layer` (QuantizeSite, with `options`) with
-// the statistics and samples `calibration` holds for it. Errors name the site.
+// QuantizeLayer: every site of `layer` (QuantizeSite, with `options` and the
+// site's own recipe, Recipe::ForSite) with the statistics and samples
+// `calibration` holds for it. Errors name the site; FailedPrecondition for a
+// cat-auto recipe whose block sizes are not resolved yet.
 absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe& recipe,
                                           int64_t layer, const CalibrationData& calibration,
                                           const SiteQuantizeOptions& options = {});

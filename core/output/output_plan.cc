@@ -69,6 +69,9 @@ absl::Status AppendOnlineTransformItems(const LlamaModel& model, const Recipe& r
 
 absl::StatusOr<bool> SiteIsFolded(const LlamaModel& model, const Recipe& recipe, int64_t layer,
                                   Site site) {
+  if (!recipe.site_settings.empty()) {
+    return SiteIsFolded(model, recipe.ForSite(layer, site), layer, site);
+  }
   if (const std::optional<NormKind> norm = SitePrecedingNorm(site); norm.has_value()) {
     CATQ_RETURN_IF_ERROR(model.tensors().Info(NormWeightName(layer, *norm)).status());
   }

@@ -87,7 +87,7 @@ nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<S
         {"folded", site.folded},
     };
   }
-  return {
+  nlohmann::json config = {
       {"quant_method", "compressed-tensors"},
       {"format", "pack-quantized"},
       {"quantization_status", "compressed"},
@@ -112,6 +112,10 @@ nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<S
         {"grids", Grids(recipe)},
         {"sites", site_map}}},
   };
+  // cat-auto: each site's chosen k is in `sites`; the budget it was chosen
+  // under is recorded only then, so fixed-k configs stay as they were.
+  if (recipe.is_auto()) config["catq"]["online_cost_budget"] = recipe.online_cost_budget;
+  return config;
 }
 
 }  // namespace catq

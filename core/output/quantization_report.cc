@@ -127,7 +127,7 @@ nlohmann::json Totals(const QuantizationReport& report) {
 }  // namespace
 
 nlohmann::json RecipeToJson(const Recipe& recipe) {
-  return {
+  nlohmann::json json = {
       {"method", std::string(MethodName(recipe.method))},
       {"block_size", recipe.block_size},
       {"damping", recipe.damping},
@@ -147,6 +147,9 @@ nlohmann::json RecipeToJson(const Recipe& recipe) {
       {"fold_norm_gains", recipe.fold_norm_gains},
       {"scale_dtype", std::string(DTypeName(recipe.scale_dtype))},
   };
+  // Only for cat-auto, so that fixed-k reports stay as they were.
+  if (recipe.is_auto()) json["online_cost_budget"] = recipe.online_cost_budget;
+  return json;
 }
 
 nlohmann::json LinearReportToJson(const LinearReport& linear) {
@@ -169,7 +172,7 @@ nlohmann::json QuantizationReportToJson(const QuantizationReport& report) {
   }
   nlohmann::json sites = nlohmann::json::array();
   for (const SiteReport& site : report.sites) sites.push_back(SiteReportToJson(site));
-  return {
+  nlohmann::json json = {
       {"catq_report_version", 1},
       {"model",
        {{"dir", report.model_dir}, {"name", report.model_name}, {"num_layers", report.num_layers}}},
@@ -185,6 +188,8 @@ nlohmann::json QuantizationReportToJson(const QuantizationReport& report) {
         {"write", report.write_seconds},
         {"total", report.total_seconds}}},
   };
+  if (!report.block_size_choice.is_null()) json["block_size_choice"] = report.block_size_choice;
+  return json;
 }
 
 }  // namespace catq

@@ -108,6 +108,9 @@ struct QuantizationReport {
   double quantize_seconds = 0.0;     // Transforms, quantization and packing.
   double write_seconds = 0.0;        // Writing shards, index, config, report.
   double total_seconds = 0.0;
+  // cat-auto: the block size chosen per site, its predicted gain and the
+  // online cost (core/output/auto_block_size.h); null otherwise.
+  nlohmann::json block_size_choice;
 };
 
 // The report's JSON: {"catq_version", "model", "recipe", "linears": [...],

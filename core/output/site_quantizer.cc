@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cat/block_cat.h"
+#include "core/cat/block_size_choice.h"
 #include "core/cat/calibration.h"
 #include "core/cat/folded_norm_weights.h"
 #include "core/cat/sqnr_analysis.h"
@@ -35,24 +36,11 @@ bool NeedsMixing(const Recipe& recipe) {
          (recipe.method == Method::kCat && recipe.cat_hadamard);
 }
 
-// The diagonal blocks of E[x x^T] for the block CAT partition of `recipe`.
+// The diagonal blocks of E[x x^T] for the block CAT partition of `recipe`:
+// from the full Sx, or from blocks of a multiple of k (cat-auto's smaller k).
 absl::StatusOr<std::vector<Eigen::MatrixXd>> SecondMomentBlocks(const SiteStatistics& stats,
                                                                 const BlockPartition& partition) {
-  if (stats.is_full()) {
-    CATQ_ASSIGN_OR_RETURN(Eigen::MatrixXd sx, stats.SecondMomentFull());
-    return ExtractDiagonalBlocks(sx, partition);
-  }
-  if (stats.block_size() != partition.block_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "statistics keep blocks of ", stats.block_size(), " channels; block CAT with k = ",
-        partition.block_size(), " needs the full Sx or blocks of ", partition.block_size()));
-  }
-  std::vector<Eigen::MatrixXd> blocks;
-  for (int64_t b = 0; b < stats.NumBlocks(); ++b) {
-    CATQ_ASSIGN_OR_RETURN(Eigen::MatrixXd block, stats.SecondMomentBlock(b));
-    blocks.push_back(std::move(block));
-  }
-  return blocks;
+  return SecondMomentBlocksFor(stats, partition);
 }
 
 // The recipe's diagonal with one entry per group of `groups`
@@ -408,8 +396,16 @@ absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weight
 }
 
 bool RecipeTransformIsDiagonal(const Recipe& recipe) {
-  return recipe.method == Method::kSmoothQuant ||
-         (recipe.method == Method::kCat && recipe.block_size == 1 && !recipe.cat_hadamard);
+  if (recipe.method == Method::kSmoothQuant) return true;
+  if (recipe.method != Method::kCat || recipe.cat_hadamard) return false;
+  // A resolved cat-auto recipe has a setting for every site; block_size is
+  // then only the largest candidate.
+  if (!recipe.is_auto() && recipe.block_size != 1) return false;
+  if (recipe.is_auto() && recipe.site_settings.empty()) return false;
+  for (const SiteSetting& setting : recipe.site_settings) {
+    if (setting.block_size != 1) return false;
+  }
+  return true;
 }
 
 bool SiteFoldsDiagonal(const Recipe& recipe, const LlamaConfig& config, Site site) {
@@ -428,6 +424,9 @@ absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& rec
                                                                Site site, int64_t dim,
                                                                bool folded) {
   if (folded) return std::vector<TensorSpec>();
+  if (!recipe.site_settings.empty()) {
+    return PlanSiteTransformSpecs(recipe.ForSite(layer, site), layer, site, dim, folded);
+  }
   const std::string prefix = absl::StrCat("model.layers.", layer, ".catq.", SiteName(site));
   std::vector<TensorSpec> specs;
   if (recipe.method == Method::kSmoothQuant) {

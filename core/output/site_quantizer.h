@@ -102,7 +102,8 @@ absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weight
 bool RecipeNeedsStatistics(const Recipe& recipe);
 
 // RecipeTransformIsDiagonal: whether `recipe` gives every site a diagonal T
-// (SmoothQuant; block CAT with k = 1 and no mixing).
+// (SmoothQuant; block CAT with k = 1 and no mixing, for a resolved cat-auto
+// recipe at every site).
 bool RecipeTransformIsDiagonal(const Recipe& recipe);
 
 // SiteFoldsDiagonal
@@ -129,9 +130,9 @@ std::optional<ChannelGroups> TiedChannelsForFolding(const LlamaConfig& config, S
 // PlanSiteTransformSpecs
 //
 // The F32 tensor specs the site's online transform will store, known from the
-// recipe and the site's dimension before anything is solved (the writer needs
-// every spec up front). Empty for rtn and for a folded site. Errors from
-// MixingMatrix::Create.
+// recipe (the site's own settings, Recipe::ForSite) and the site's dimension
+// before anything is solved (the writer needs every spec up front). Empty for rtn and for a folded
+// site. Errors from MixingMatrix::Create.
 absl::StatusOr<std::vector<TensorSpec>> PlanSiteTransformSpecs(const Recipe& recipe, int64_t layer,
                                                                Site site, int64_t dim, bool folded);
 
