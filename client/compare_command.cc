@@ -3,12 +3,18 @@
 // 16, 32, d}) at each grid (W4A4, W4A8, W8A8, W4A16), evaluates every output
 // from its stored shards and prints one table of perplexity, KL to FP and mean
 // per-linear SQNR: what a user runs to choose a recipe. Calibrates once.
+// `--kv-cache-bits 4` (or "4,8") adds under every recipe a row with the K/V
+// cache quantized at those bits ("+KV4"; with `--kv-cache-no-hadamard`,
+// "+KV4 noH": without the rotation of each head); the default table has
+// none.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -31,6 +37,9 @@ struct CompareFlags {
   std::string grids = "W4A4,W4A8,W8A8,W4A16";
   std::string work_dir;
   bool json = false;
+  // Comma list of K/V cache bits (4 or 8) whose rows are added; empty: none.
+  std::string kv_cache_bits;
+  bool kv_cache_no_hadamard = false;
 };
 
 struct Variant {
@@ -67,6 +76,33 @@ absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
     variants.push_back(v);
   }
   return variants;
+}
+
+// Each variant, followed by one copy per K/V cache width of --kv-cache-bits
+// (named "<variant> +KV<b>", "... noH" without the Hadamard).
+absl::StatusOr<std::vector<Variant>> WithKvCacheRows(const std::vector<Variant>& variants,
+                                                     const CompareFlags& flags) {
+  std::vector<int> widths;
+  for (absl::string_view item : absl::StrSplit(flags.kv_cache_bits, ',', absl::SkipEmpty())) {
+    int bits = 0;
+    if (!absl::SimpleAtoi(item, &bits) || (bits != 4 && bits != 8)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--kv-cache-bits: \"", item, "\" is not 4 or 8"));
+    }
+    widths.push_back(bits);
+  }
+  std::vector<Variant> rows;
+  for (const Variant& variant : variants) {
+    rows.push_back(variant);
+    for (int bits : widths) {
+      Variant kv = variant;
+      kv.recipe.kv_cache_bits = bits;
+      kv.recipe.kv_cache_hadamard = !flags.kv_cache_no_hadamard;
+      kv.name = absl::StrCat(variant.name, " +KV", bits, flags.kv_cache_no_hadamard ? " noH" : "");
+      rows.push_back(kv);
+    }
+  }
+  return rows;
 }
 
 // "W4A8" -> weight bits 4, activation bits 8.
@@ -113,15 +149,18 @@ absl::StatusOr<Cell> RunCell(const CompareFlags& flags, const LlamaModel& fp,
 
 void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& grids,
                 double fp_perplexity) {
-  std::cout << absl::StrFormat("%-14s", "recipe");
+  // Recipe names are at least 14 wide, wider for the K/V cache rows.
+  int width = 14;
+  for (const Cell& c : cells) width = std::max(width, static_cast<int>(c.variant.size()));
+  std::cout << absl::StrFormat("%-*s", width, "recipe");
   for (const std::string& grid : grids) {
     std::cout << absl::StrFormat(" | %-26s", grid + ": ppl, KL, SQNR dB");
   }
-  std::cout << absl::StrFormat("\n%-14s", "FP");
+  std::cout << absl::StrFormat("\n%-*s", width, "FP");
   for (size_t g = 0; g < grids.size(); ++g)
     std::cout << absl::StrFormat(" | %-26.4f", fp_perplexity);
   for (size_t i = 0; i < cells.size(); i += grids.size()) {
-    std::cout << absl::StrFormat("\n%-14s", cells[i].variant);
+    std::cout << absl::StrFormat("\n%-*s", width, cells[i].variant);
     for (size_t g = 0; g < grids.size(); ++g) {
       const Cell& c = cells[i + g];
       std::cout << absl::StrFormat(" | %7.4f %6.4f %6.2f     ", c.perplexity, c.kl_to_fp,
@@ -133,7 +172,8 @@ void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& 
 }
 
 absl::Status RunCompare(const CompareFlags& flags) {
-  CATQ_ASSIGN_OR_RETURN(std::vector<Variant> variants, ParseMethods(flags.methods));
+  CATQ_ASSIGN_OR_RETURN(std::vector<Variant> methods, ParseMethods(flags.methods));
+  CATQ_ASSIGN_OR_RETURN(const std::vector<Variant> variants, WithKvCacheRows(methods, flags));
   const std::vector<std::string> grids = absl::StrSplit(flags.grids, ',', absl::SkipEmpty());
   for (const std::string& grid : grids) CATQ_RETURN_IF_ERROR(ParseGrid(grid).status());
   CATQ_ASSIGN_OR_RETURN(LlamaModel fp, LlamaModel::Open(flags.model));
@@ -211,6 +251,11 @@ void AddCompareCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4 or 8)")
       ->capture_default_str();
   sub->add_option("--work-dir", flags->work_dir, "Scratch directory for the outputs");
+  sub->add_option("--kv-cache-bits", flags->kv_cache_bits,
+                  "Comma list of K/V cache bits (4, 8): adds a row per recipe with the K/V cache "
+                  "quantized at each");
+  sub->add_flag("--kv-cache-no-hadamard", flags->kv_cache_no_hadamard,
+                "The added K/V cache rows quantize without the Hadamard of each head");
   sub->add_flag("--json", flags->json, "Print the results as JSON");
   sub->callback([flags, &run] { run = [flags] { return RunCompare(*flags); }; });
 }
