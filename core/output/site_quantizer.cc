@@ -306,6 +306,7 @@ absl::StatusOr<SiteResult> QuantizeSiteUnprefixed(const Recipe& recipe, SiteWeig
       w = std::move(weights.weights[i]);
     }
     stages.quantize += Lap(lap);
+    if (options.keep_transformed) result.transformed.push_back(w);
     CATQ_ASSIGN_OR_RETURN(
         QuantizedLinear quantized,
         QuantizeLinear(recipe, weights.modules[i], w, hessian.has_value() ? &*hessian : nullptr,

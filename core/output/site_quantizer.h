@@ -74,12 +74,19 @@ struct SiteResult {
   // What the packed linears decode to, in the same order; filled only when
   // asked for (SiteQuantizeOptions): never stored, never serialized.
   std::vector<RowMatrixXf> dequantized;
+  // W T^-1 before quantization (with a folded producer's rows scaled), in
+  // the same order; filled only when asked for, never stored.
+  std::vector<RowMatrixXf> transformed;
 };
 
 struct SiteQuantizeOptions {
   // Keep SiteResult::dequantized, for a caller that runs the quantized layer
   // (sequential calibration). Default false: a 7B-wide site's weights again.
   bool keep_dequantized = false;
+  // Keep SiteResult::transformed, for a test that runs the transformed (and
+  // folded) model unquantized to check it computes the original function.
+  // Default false.
+  bool keep_transformed = false;
 };
 
 // QuantizeSite
