@@ -146,6 +146,8 @@ nlohmann::json RecipeToJson(const Recipe& recipe) {
       {"a_symmetric", recipe.activation_symmetric},
       {"fold_norm_gains", recipe.fold_norm_gains},
       {"scale_dtype", std::string(DTypeName(recipe.scale_dtype))},
+      {"kv_cache_bits", recipe.kv_cache_bits},
+      {"kv_cache_hadamard", recipe.kv_cache_hadamard},
   };
   // Only for cat-auto, so that fixed-k reports stay as they were.
   if (recipe.is_auto()) json["online_cost_budget"] = recipe.online_cost_budget;

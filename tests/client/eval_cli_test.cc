@@ -138,6 +138,48 @@ TEST_F(EvalCliTest, TokenizerModelGivesTheSameFigures) {
       << none.output;
 }
 
+// `catq quantize --kv-cache-bits 4` records the K/V cache scheme, and `catq
+// eval --quantized` runs it: its perplexity equals, to the last bit, the
+// output run in memory with a K/V cache quantizer made by hand.
+TEST_F(EvalCliTest, KvCacheBitsAreRecordedAndEvaluated) {
+  const std::string kv = dir_.Join("q_kv4");
+  const CommandResult quantize =
+      RunCatq(absl::StrCat("quantize --quiet --model ", fp(), " --out ", kv,
+                           " --recipe rtn --w-bits 4 --w-group 32 --kv-cache-bits 4"));
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.output;
+  const CommandResult eval =
+      RunCatq(absl::StrCat("eval --json --model ", fp(), " --quantized ", kv, " --text ", text()));
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const nlohmann::json json = ParseJsonOutput(eval);
+  EXPECT_EQ(json["recipe"]["kv_cache_bits"], 4);
+  EXPECT_EQ(json["recipe"]["kv_cache_hadamard"], true);
+
+  absl::StatusOr<QuantizedModel> quantized = QuantizedModel::Open(kv);
+  ASSERT_OK(quantized);
+  EXPECT_EQ(quantized->config().original["quantization_config"]["kv_cache_scheme"]["num_bits"], 4);
+  QuantizedWeightProvider weights(*quantized);
+  OnlineQuantizationHook hook(*quantized);
+  absl::StatusOr<KvCacheQuantizer> kv_quantizer = KvCacheQuantizer::Create(
+      quantized->config().head_dim(), {.bits = 4, .hadamard = true, .mixing_seed = 0});
+  ASSERT_OK(kv_quantizer);
+  ForwardOptions in_memory;
+  in_memory.weights = &weights;
+  in_memory.hooks = {&hook};
+  in_memory.kv_hooks = {&*kv_quantizer};
+  const std::vector<std::vector<int32_t>> documents = Documents(quantized->config().vocab_size);
+  absl::StatusOr<PerplexityResult> expected =
+      EvaluatePerplexity(quantized->model(), documents, in_memory);
+  ASSERT_OK(expected);
+  EXPECT_EQ(json["perplexity"].get<double>(), expected->perplexity);
+
+  // Not vacuous: the same weights with a float cache give another figure.
+  const CommandResult plain =
+      RunCatq(absl::StrCat("eval --json --model ", fp(), " --quantized ", q(), " --text ", text()));
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_GT(json["perplexity"].get<double>(), ParseJsonOutput(plain)["perplexity"].get<double>());
+  EXPECT_EQ(ParseJsonOutput(plain)["recipe"]["kv_cache_bits"], 16);
+}
+
 TEST_F(EvalCliTest, MaxTokensPerDocCutsEveryDocument) {
   const CommandResult eval = RunCatq(
       absl::StrCat("eval --json --max-tokens-per-doc 33 --model ", fp(), " --text ", text()));
