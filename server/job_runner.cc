@@ -9,6 +9,7 @@
 #include "core/eval/output_evaluation.h"
 #include "core/io/staged_directory.h"
 #include "core/model/llama_model.h"
+#include "core/output/auto_block_size.h"
 #include "core/output/calibration_data.h"
 #include "core/output/gptq_export.h"
 #include "core/output/layer_quantizer.h"
@@ -39,6 +40,9 @@ struct JobRunner::JobContext {
   // workers read.
   std::string statistics_sha256;
   std::string samples_sha256;
+  // cat-auto: `recipe` holds the block size chosen per site once the
+  // calibration exists; this is the choice's report for catq_report.json.
+  nlohmann::json block_size_choice;
 };
 
 namespace {
@@ -378,6 +382,7 @@ absl::StatusOr<std::shared_ptr<JobRunner::JobContext>> JobRunner::Context(
   } else {
     CATQ_RETURN_IF_ERROR(LoadStoredCalibration(*context));
   }
+  if (context->recipe.is_auto()) CATQ_RETURN_IF_ERROR(ResolveBlockSizes(*context));
   absl::MutexLock lock(&mu_);
   return contexts_.emplace(job_id, std::move(context)).first->second;
 }
@@ -439,6 +444,23 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   context.samples_sha256 = samples_sha;
   CATQ_ASSIGN_OR_RETURN(context.calibration_files.statistics_path, blobs_->Path(statistics_sha));
   CATQ_ASSIGN_OR_RETURN(context.calibration_files.samples_path, blobs_->Path(samples_sha));
+  return absl::OkStatus();
+}
+
+// cat-auto: the block size of every site, chosen from the stored statistics
+// (read a layer at a time) before any layer task runs, as the in-process
+// quantizer chooses; a restarted server chooses again, the same.
+absl::Status JobRunner::ResolveBlockSizes(JobContext& context) {
+  const LayerStatisticsSource layer_statistics =
+      [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
+    CATQ_ASSIGN_OR_RETURN(CalibrationData data,
+                          ReadLayerCalibration(env_, context.calibration_files, layer));
+    return std::move(data.statistics);
+  };
+  CATQ_ASSIGN_OR_RETURN(AutoBlockSizes chosen,
+                        ResolveAutoBlockSizes(*context.model, context.recipe, layer_statistics));
+  context.recipe = std::move(chosen.recipe);
+  context.block_size_choice = std::move(chosen.report);
   return absl::OkStatus();
 }
 
@@ -585,6 +607,7 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
   report.model_name = context->model_record.name;
   report.calibration = context->calibration_report;
   report.calibration_seconds = context->calibration_report.seconds;
+  report.block_size_choice = context->block_size_choice;
   AssembleOptions options;
   if (context->request.max_shard_bytes() > 0) {
     options.max_shard_bytes = context->request.max_shard_bytes();
@@ -674,7 +697,10 @@ absl::StatusOr<v1::TaskLease> JobRunner::NewLease(const std::string& worker_id,
   lease.set_task_index(item.task_index);
   lease.set_layer(record.layer);
   lease.set_lease_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease)));
-  *lease.mutable_recipe() = context->request.recipe();
+  // A cat-auto recipe goes out resolved: the worker quantizes with the
+  // chosen block sizes and never chooses itself.
+  *lease.mutable_recipe() =
+      context->recipe.is_auto() ? RecipeToProto(context->recipe) : context->request.recipe();
   lease.set_model_id(context->model_record.id);
   for (const StoredFile& file : context->model_record.files) {
     v1::FileEntry* entry = lease.add_model_files();

@@ -163,6 +163,8 @@ class JobRunner {
   absl::StatusOr<std::shared_ptr<JobContext>> Context(const std::string& job_id);
   absl::Status Calibrate(JobContext& context);
   absl::Status LoadStoredCalibration(JobContext& context);
+  // cat-auto: resolves context.recipe's block sizes from the calibration.
+  absl::Status ResolveBlockSizes(JobContext& context);
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
   void FailJob(const std::string& job_id, const absl::Status& status);
   // Counts a job that reached `state` in the metrics.

@@ -113,6 +113,63 @@ TEST_F(QuantizerServiceTest, JobThroughTheServerEqualsTheInProcessOutput) {
   EXPECT_EQ(report["linears"].size(), 14u);
 }
 
+// cat-auto: the server chooses the block sizes after its calibration stage,
+// from the statistics it stored, and hands every layer task the resolved
+// recipe; the output and the choice equal the in-process ones.
+TEST_F(QuantizerServiceTest, CatAutoJobEqualsTheInProcessOutput) {
+  auto client = Client("tok-a");
+  Recipe recipe = testing::CatW4A4Recipe();
+  recipe.online_cost_budget = 0.3;
+  const v1::Job submitted = Submit(*client, recipe);
+  auto job = client->Watch(submitted.job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
+  ExpectSameAsInProcess(dir_.Join("fetched"), recipe);
+  const nlohmann::json served =
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("fetched/catq_report.json")));
+  const nlohmann::json direct =
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("direct/catq_report.json")));
+  ASSERT_TRUE(served.contains("block_size_choice"));
+  EXPECT_EQ(served["block_size_choice"], direct["block_size_choice"]);
+  EXPECT_EQ(served["block_size_choice"]["sites"].size(), 8u);
+}
+
+TEST(RecipeConversionTest, CatAutoRoundTripsAndBadFieldsAreNamed) {
+  Recipe recipe = testing::CatW4A4Recipe();
+  recipe.online_cost_budget = 0.25;
+  recipe.site_settings = {{.layer = 1, .site = Site::kMlpOut, .block_size = 64},
+                          {.layer = 0, .site = Site::kAttnIn, .block_size = 8}};
+  auto back = RecipeFromProto(RecipeToProto(recipe));
+  ASSERT_OK(back);
+  EXPECT_EQ(back->online_cost_budget, 0.25);
+  ASSERT_EQ(back->site_settings.size(), 2u);
+  EXPECT_EQ(back->BlockSizeFor(1, Site::kMlpOut), 64);
+  EXPECT_EQ(back->BlockSizeFor(0, Site::kAttnIn), 8);
+  EXPECT_EQ(back->BlockSizeFor(0, Site::kMlpOut), 16);
+
+  v1::Recipe wire;
+  wire.set_method("cat-auto");
+  EXPECT_STATUS(RecipeFromProto(wire), absl::StatusCode::kInvalidArgument,
+                "recipe.online_cost_budget: method cat-auto needs a budget > 0");
+  wire.set_online_cost_budget(0.1);
+  auto cat_auto = RecipeFromProto(wire);
+  ASSERT_OK(cat_auto);
+  EXPECT_EQ(cat_auto->method, Method::kCat);
+  EXPECT_TRUE(cat_auto->is_auto());
+  v1::SiteSetting* setting = wire.add_site_settings();
+  setting->set_site("mlp_middle");
+  EXPECT_STATUS(RecipeFromProto(wire), absl::StatusCode::kInvalidArgument,
+                "recipe.site_settings[0].site");
+  setting->set_site("mlp_in");
+  EXPECT_STATUS(RecipeFromProto(wire), absl::StatusCode::kInvalidArgument,
+                "recipe.site_settings[0].block_size: 0");
+  wire.set_method("hadamard");
+  wire.clear_site_settings();
+  EXPECT_STATUS(RecipeFromProto(wire), absl::StatusCode::kInvalidArgument,
+                "recipe.online_cost_budget");
+}
+
 TEST_F(QuantizerServiceTest, SameIdempotencyKeyReturnsTheSameJob) {
   auto client = Client("tok-a");
   auto model = client->UploadModel(dir_.Join("model"), "tiny", v1::MODEL_FORMAT_HF);

@@ -139,7 +139,7 @@ class RemoteWorkerTest : public ::testing::Test {
     return response.lease();
   }
 
-  v1::Job Submit(client::QuantizerClient& client) {
+  v1::Job Submit(client::QuantizerClient& client, const Recipe& recipe = testing::CatW4A4Recipe()) {
     auto model = client.UploadModel(dir_.Join("model"), "tiny4", v1::MODEL_FORMAT_HF);
     EXPECT_OK(model);
     auto calibration = client.UploadCalibration(dir_.Join("stats.safetensors"),
@@ -148,17 +148,18 @@ class RemoteWorkerTest : public ::testing::Test {
     v1::SubmitJobRequest request;
     request.set_model_id(model->model_id());
     request.set_calibration_id(calibration->calibration_id());
-    *request.mutable_recipe() = RecipeToProto(testing::CatW4A4Recipe());
+    *request.mutable_recipe() = RecipeToProto(recipe);
     auto submitted = client.Submit(request);
     EXPECT_OK(submitted);
     return submitted->job();
   }
 
-  void ExpectSameAsInProcess(const std::string& fetched) {
+  void ExpectSameAsInProcess(const std::string& fetched,
+                             const Recipe& recipe = testing::CatW4A4Recipe()) {
     InProcessOptions options;
     options.calibration.statistics_path = dir_.Join("stats.safetensors");
     ASSERT_OK(QuantizeModelInProcess(Env::Default(), dir_.Join("model"), dir_.Join("direct"),
-                                     testing::CatW4A4Recipe(), options));
+                                     recipe, options));
     testing::ExpectSameShardsAndConfig(dir_.Join("direct"), fetched);
   }
 
@@ -198,6 +199,25 @@ TEST_F(RemoteWorkerTest, TwoRemoteWorkersRunEveryLayerAndTheOutputEqualsInProces
     }
   }
   EXPECT_EQ(done, 4);
+}
+
+// cat-auto: a lease carries the recipe resolved by the server, so a remote
+// worker quantizes with the chosen block sizes and never chooses itself.
+TEST_F(RemoteWorkerTest, ARemoteWorkerRunsCatAutoWithTheServersChoice) {
+  StartServer(absl::Seconds(30));
+  auto client = Client();
+  Recipe recipe = testing::CatW4A4Recipe();
+  recipe.online_cost_budget = 0.3;
+  const v1::Job submitted = Submit(*client, recipe);
+  absl::StatusOr<v1::Job> job;
+  {
+    WorkerThread worker(Address(), "tok-w", dir_.Join("cache"), "w", nullptr);
+    job = client->Watch(submitted.job_id(), nullptr);
+  }
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
+  ExpectSameAsInProcess(dir_.Join("fetched"), recipe);
 }
 
 TEST_F(RemoteWorkerTest, AnExpiredLeaseGoesToAnotherWorkerAndTheOutputIsUnchanged) {
