@@ -81,9 +81,7 @@ class QuantizedModel {
 
   // kv_cache_quantizer: what the K/V cache goes through at inference, or
   // nullptr when the cache stays float (no kv_cache_scheme).
-  const KvCacheQuantizer* kv_cache_quantizer() const {
-    return kv_cache_ ? &*kv_cache_ : nullptr;
-  }
+  const KvCacheQuantizer* kv_cache_quantizer() const { return kv_cache_ ? &*kv_cache_ : nullptr; }
 
   // OnlineTransform: the transform T applied at the site's input, or nullptr
   // when the site has none. REQUIRES: 0 <= layer < num_hidden_layers.
@@ -98,8 +96,7 @@ class QuantizedModel {
   using LayerPacked = std::array<bool, kAllLinearKinds.size()>;
 
   QuantizedModel(LlamaModel model, StoredQuantization quantization, std::vector<LayerPacked> packed,
-                 std::vector<LayerTransforms> transforms,
-                 std::optional<KvCacheQuantizer> kv_cache)
+                 std::vector<LayerTransforms> transforms, std::optional<KvCacheQuantizer> kv_cache)
       : model_(std::move(model)),
         quantization_(std::move(quantization)),
         packed_(std::move(packed)),
