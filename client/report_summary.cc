@@ -111,6 +111,39 @@ void PrintMeasuredSqnr(const json& report, std::ostream& os) {
       Integer(sqnr, "linears"), Integer(calibration, "documents"), Integer(calibration, "tokens"));
 }
 
+// Whether the output runs any transform online, from the totals: none
+// means a standard engine loads it as plain compressed-tensors.
+void PrintOnlineTransforms(const json& report, std::ostream& os) {
+  const json& totals = Member(report, "totals");
+  const json& zero_overhead = Member(totals, "zero_overhead");
+  if (!zero_overhead.is_boolean()) return;
+  const int64_t online = Integer(totals, "online_transform_sites");
+  const int64_t folded = Integer(totals, "folded_sites");
+  const int64_t sites = static_cast<int64_t>(Size(Member(report, "sites")));
+  if (!zero_overhead.get<bool>()) {
+    os << absl::StrFormat(
+        "online transforms at %d sites (x' = T x before the linears; the output needs catq's "
+        "online tensors)\n",
+        online);
+    return;
+  }
+  const json& recipe = Member(report, "recipe");
+  const int64_t w_bits = Integer(recipe, "w_bits");
+  const int64_t a_bits = Integer(recipe, "a_bits");
+  // What the GPTQ export takes: 4-bit weights with F16-representable scales;
+  // GPTQ runs activations in float, so only a weight-only output is the same
+  // model there.
+  const bool gptq = w_bits == 4 && a_bits >= 16 && Text(recipe, "scale_dtype") != "F32";
+  os << absl::StrFormat(
+      "online transform: none (zero-overhead%s): plain compressed-tensors "
+      "pack-quantized W%dA%d%s\n",
+      folded > 0 ? absl::StrFormat(", %d of %d site transforms folded into the "
+                                   "weights",
+                                   folded, sites)
+                 : "",
+      w_bits, a_bits, gptq ? " (and GPTQ with --export-gptq)" : "");
+}
+
 void PrintEvaluation(const json& report, std::ostream& os) {
   const json& e = Member(report, "evaluation");
   if (!e.is_object()) return;
@@ -126,6 +159,7 @@ void PrintReportSummary(const json& report, const std::string& out_dir, std::ost
   PrintWeightSqnrTable(report, os);
   PrintTotals(report, os);
   PrintMeasuredSqnr(report, os);
+  PrintOnlineTransforms(report, os);
   os << "output: " << out_dir << " (config.json, catq_report.json, "
      << Size(Member(Member(report, "totals"), "shard_files")) << " shard(s))\n";
   PrintEvaluation(report, os);

@@ -3,10 +3,11 @@
 // The summary `catq quantize` prints after a quantization, read from the
 // report's JSON (core/output/quantization_report.h, QuantizationReportToJson):
 // the mean weight SQNR per layer and site, totals, the measured SQNR per site
-// when the job was calibrated with samples, the output directory, and the
-// evaluation line when the report has one. The in-process path prints it from
-// the report it just made, the --server path from the fetched
-// catq_report.json, so both print the same thing.
+// when the job was calibrated with samples, whether any transform runs
+// online (none: the output is zero-overhead, plain compressed-tensors), the
+// output directory, and the evaluation line when the report has one. The in-process path prints it
+// from the report it just made, the --server path from the fetched catq_report.json, so both print
+// the same thing.
 //
 //   PrintReportSummary(QuantizationReportToJson(report), out_dir, std::cout);
 //

@@ -245,6 +245,10 @@ absl::Status AssembleOutput(Env* env, const LlamaModel& model, const std::string
   PlanWriter plan_writer(env, model, recipe, source, options, report);
   CATQ_RETURN_IF_ERROR(plan_writer.WriteAll(plan, *writer));
   const std::vector<SiteRecord> records = std::move(plan_writer).TakeRecords();
+  for (const SiteRecord& record : records) {
+    report->online_sites += record.online ? 1 : 0;
+    report->folded_sites += record.folded ? 1 : 0;
+  }
 
   const uint64_t finish_start = env->NowMicros();
   CATQ_RETURN_IF_ERROR(writer->Finish());

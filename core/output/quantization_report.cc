@@ -120,6 +120,9 @@ nlohmann::json Totals(const QuantizationReport& report) {
       {"weight_sqnr_db_min", finite > 0 ? nlohmann::json(min_sqnr) : nullptr},
       {"max_error_steps", max_steps},
       {"shard_files", report.shard_files},
+      {"online_transform_sites", report.online_sites},
+      {"folded_sites", report.folded_sites},
+      {"zero_overhead", report.online_sites == 0},
       {"sqnr", SqnrTotals(report)},
   };
 }

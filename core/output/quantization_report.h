@@ -103,6 +103,14 @@ struct QuantizationReport {
   uint64_t input_bytes = 0;   // All input tensors.
   uint64_t output_bytes = 0;  // All output tensors (data, without headers).
   std::vector<std::string> shard_files;
+  // Sites whose transform runs online at inference (quantization_config
+  // sites[...].online, stored as `.catq.` tensors) and sites whose diagonal
+  // transform was folded into the weights. No online site: the output is
+  // zero-overhead, plain compressed-tensors (and GPTQ when 4-bit) to a
+  // standard engine. Written as totals.online_transform_sites,
+  // totals.folded_sites and totals.zero_overhead.
+  int64_t online_sites = 0;
+  int64_t folded_sites = 0;
   double read_seconds = 0.0;         // Reading and converting input weights.
   double calibration_seconds = 0.0;  // The calibration forward pass or reading statistics.
   double quantize_seconds = 0.0;     // Transforms, quantization and packing.

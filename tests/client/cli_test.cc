@@ -284,5 +284,44 @@ TEST(CatqCli, ExportGptqFromQuantizeAndFromAnOutput) {
   EXPECT_FALSE(Env::Default()->FileExists(dir.Join("h")));
 }
 
+// A diagonal recipe on a model whose query heads share KV heads (the tiny
+// preset) folds everywhere: `catq quantize` says the output is
+// zero-overhead and exports it as GPTQ; block CAT k=16 says its transforms
+// run online.
+TEST(CatqCli, QuantizeSaysWhenTheOutputIsZeroOverhead) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunCatq(absl::StrCat("synth --preset tiny --out ", dir.Join("m"))).exit_code, 0);
+  // Calibration token ids: little-endian int32, documents separated by -1.
+  std::string ids;
+  for (int32_t document = 0; document < 4; ++document) {
+    for (int32_t i = 0; i < 40; ++i) {
+      const int32_t token = i == 0 ? 1 : 3 + (document * 131 + i * 37) % 500;
+      ids.append(reinterpret_cast<const char*>(&token), sizeof(token));
+    }
+    const int32_t separator = -1;
+    ids.append(reinterpret_cast<const char*>(&separator), sizeof(separator));
+  }
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("ids"), ids));
+  const std::string common =
+      absl::StrCat(" --model ", dir.Join("m"), " --calib-tokens ", dir.Join("ids"),
+                   " --calib-samples 0 --w-group 32 --recipe cat");
+  const CommandResult diagonal =
+      RunCatq(absl::StrCat("quantize", common, " --block-size 1 --no-cat-hadamard --out ",
+                           dir.Join("k1"), " --export-gptq"));
+  ASSERT_EQ(diagonal.exit_code, 0) << diagonal.output;
+  EXPECT_NE(diagonal.output.find("online transform: none (zero-overhead, 8 of 8 site transforms "
+                                 "folded into the weights): plain compressed-tensors "
+                                 "pack-quantized W4A16 (and GPTQ with --export-gptq)"),
+            std::string::npos)
+      << diagonal.output;
+  EXPECT_NE(diagonal.output.find("GPTQ layout: "), std::string::npos) << diagonal.output;
+
+  const CommandResult blocks =
+      RunCatq(absl::StrCat("quantize", common, " --block-size 16 --out ", dir.Join("k16")));
+  ASSERT_EQ(blocks.exit_code, 0) << blocks.output;
+  EXPECT_NE(blocks.output.find("online transforms at 8 sites"), std::string::npos) << blocks.output;
+  EXPECT_EQ(blocks.output.find("zero-overhead"), std::string::npos) << blocks.output;
+}
+
 }  // namespace
 }  // namespace catq

@@ -6,8 +6,8 @@
 //   - quantized, it has the perplexity of the same recipe with T applied
 //     online (unfolded) and every linear quantized as W T^-1;
 //   - the stored output holds no `.catq.` tensor, its config nothing a
-//     standard W4A16 engine lacks, and evaluating it from its shards equals
-//     the in-memory evaluation.
+//     standard W4A16 engine lacks, its report says it is zero-overhead, and
+//     evaluating it from its shards equals the in-memory evaluation.
 // The synthetic tiny preset has 8 query heads on 4 KV heads; stories260K
 // (../shared) too.
 #include <gmock/gmock.h>
@@ -332,6 +332,15 @@ TEST_P(ZeroOverheadTest, StoredOutputIsPlainW4A16AndEvaluatesAsInMemory) {
     EXPECT_TRUE(site["folded"]) << key;
   }
 
+  const int64_t sites = 4 * model_->config().num_hidden_layers;
+  EXPECT_EQ(report->online_sites, 0);
+  EXPECT_EQ(report->folded_sites, sites);
+  const nlohmann::json totals =
+      nlohmann::json::parse(testing::ReadTestFile(out + "/catq_report.json"))["totals"];
+  EXPECT_EQ(totals["zero_overhead"], true);
+  EXPECT_EQ(totals["online_transform_sites"], 0);
+  EXPECT_EQ(totals["folded_sites"], sites);
+
   absl::StatusOr<QuantizedModel> quantized = QuantizedModel::Open(out);
   ASSERT_OK(quantized);
   ForwardOptions forward;
@@ -348,6 +357,27 @@ TEST_P(ZeroOverheadTest, StoredOutputIsPlainW4A16AndEvaluatesAsInMemory) {
   absl::StatusOr<double> in_memory_ppl = in_memory.Perplexity(documents_);
   ASSERT_OK(in_memory_ppl);
   EXPECT_EQ(from_shards->perplexity, *in_memory_ppl);
+}
+
+// A recipe with a transform that cannot fold (Hadamard mixing) is reported
+// as running online at every site; RTN, with no transform, as zero-overhead.
+TEST_P(ZeroOverheadTest, ReportSaysWhetherAnyTransformRunsOnline) {
+  Recipe hadamard;
+  hadamard.method = Method::kHadamard;
+  Recipe rtn;
+  const int64_t sites = 4 * model_->config().num_hidden_layers;
+  for (const Recipe& recipe : {hadamard, rtn}) {
+    const std::string out = dir_.Join(std::string(MethodName(recipe.method)));
+    absl::StatusOr<QuantizationReport> report =
+        QuantizeModelInProcess(Env::Default(), dir_.Join("model"), out, recipe, {});
+    ASSERT_OK(report);
+    const bool online = recipe.method == Method::kHadamard;
+    EXPECT_EQ(report->online_sites, online ? sites : 0);
+    EXPECT_EQ(report->folded_sites, 0);
+    const nlohmann::json totals =
+        nlohmann::json::parse(testing::ReadTestFile(out + "/catq_report.json"))["totals"];
+    EXPECT_EQ(totals["zero_overhead"], !online);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(NormDTypes, ZeroOverheadTest, ::testing::Values(DType::kF32, DType::kBF16),
