@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cat/weight_moments.h"
+#include "core/model/gaussian.h"
 #include "core/util/status_macros.h"
 
 namespace catq {
@@ -51,7 +52,7 @@ std::vector<Point> Frontier(const SiteBlockSizeOptions& site) {
   std::vector<Point> points;
   for (size_t i = 0; i < site.options.size(); ++i) {
     const BlockSizeOption& o = site.options[i];
-    points.push_back({i, o.macs, o.gain_db, o.block_size});
+    points.push_back({i, o.macs, o.value, o.block_size});
   }
   std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) {
     return std::make_tuple(a.macs, -a.gain, a.block_size) <
@@ -159,6 +160,58 @@ absl::StatusOr<std::vector<double>> PredictBlockCatGainsDb(
   return gains;
 }
 
+double GaussianSquaredRange(int64_t n, RangeKind kind) {
+  constexpr int kDraws = 1024;
+  GaussianGenerator gen(0x5eed0000u + static_cast<uint64_t>(n));
+  std::vector<float> z(static_cast<size_t>(n));
+  double sum = 0.0;
+  for (int draw = 0; draw < kDraws; ++draw) {
+    for (float& v : z) v = static_cast<float>(gen.Normal());
+    const double r = RangeOf(z, kind);
+    sum += r * r;
+  }
+  return sum / kDraws;
+}
+
+absl::StatusOr<std::vector<double>> PredictBaselineNoise(
+    absl::Span<const Eigen::Ref<const RowMatrixXf>> weights, const SiteStatistics& stats,
+    const BaselineNoiseOptions& options) {
+  const double d = static_cast<double>(stats.dim());
+  double per_alignment = 0.0;  // rho_x / (12 N_x^2 d) + rho_w / (12 N_w^2 d)
+  if (options.activation_grid.steps > 0.0) {
+    per_alignment += options.activation_squared_range /
+                     (12.0 * options.activation_grid.steps * options.activation_grid.steps * d);
+  }
+  per_alignment += options.weight_squared_range /
+                   (12.0 * options.weight_grid.steps * options.weight_grid.steps * d);
+  std::vector<Eigen::MatrixXd> sx_blocks;
+  std::vector<ChannelRange> ranges;
+  for (int64_t b = 0; b < stats.NumBlocks(); ++b) {
+    CATQ_ASSIGN_OR_RETURN(Eigen::MatrixXd block, stats.SecondMomentBlock(b));
+    sx_blocks.push_back(std::move(block));
+    ranges.push_back(stats.BlockRange(b));
+  }
+  const double trace_sx = Trace(sx_blocks);
+  std::vector<double> noise;
+  for (const Eigen::Ref<const RowMatrixXf>& w : weights) {
+    if (w.cols() != stats.dim()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a weight has ", w.cols(), " columns, the statistics ", stats.dim()));
+    }
+    double signal = 0.0;  // tr(W Sx W^T) over the blocks held
+    for (size_t b = 0; b < sx_blocks.size(); ++b) {
+      const Eigen::MatrixXd wb = w.middleCols(ranges[b].begin, ranges[b].size).cast<double>();
+      signal += (wb * sx_blocks[b]).cwiseProduct(wb).sum();
+    }
+    const double norm = w.cast<double>().squaredNorm();
+    if (!(signal > 0.0) || !(norm > 0.0) || !(trace_sx > 0.0)) {
+      return absl::InvalidArgumentError("an all-zero weight or site carries no signal");
+    }
+    noise.push_back(per_alignment * norm * trace_sx / signal);
+  }
+  return noise;
+}
+
 BlockSizeChoice ChooseBlockSizes(absl::Span<const SiteBlockSizeOptions> sites,
                                  int64_t budget_macs) {
   BlockSizeChoice choice;
@@ -221,7 +274,8 @@ BlockSizeChoice ChooseBlockSizes(absl::Span<const SiteBlockSizeOptions> sites,
   }
   for (size_t s = 0; s < current.size(); ++s) {
     choice.chosen.push_back(current[s].option);
-    choice.gain_db += current[s].gain;
+    choice.value += current[s].gain;
+    choice.gain_db += sites[s].options[current[s].option].gain_db;
   }
   return choice;
 }

@@ -20,11 +20,16 @@
 // linear of a shared site can lose (v_proj under q_proj's Sw, cat-method.md
 // 5): its gain is negative and counts so.
 //
-// The choice: maximize the sum over all linears of gain_l(k_site) (every
-// linear's predicted SQNR in dB weighs the same: a dB anywhere is the same
-// relative noise) subject to sum of MACs <= budget. A multiple-choice
-// knapsack, solved greedily: every site starts at its cheapest option, then
-// steps along the upper convex hull of its (MACs, gain) options are taken by
+// The choice: minimize the sum over all linears of the predicted relative
+// noise 1 / SQNR_l(k) = NSR_l(I) 10^(-gain_l(k) / 10) subject to sum of MACs
+// <= budget, i.e. maximize the noise removed, sum_l NSR_l(I) (1 -
+// 10^(-gain_l / 10)). Relative noise powers add through a network to first
+// order, so a dB on a linear at 14 dB (down_proj) is worth ten times a dB on
+// one at 24 dB (q_proj); a sum of dB would weigh them the same. NSR_l(I) is
+// the prediction of cat-method.md section 1 with the concentrations the
+// mixing gives a Gaussian-like vector, C = d / E[r(z)^2] for z ~ N(0, I)
+// (PredictBaselineNoise). A multiple-choice knapsack, solved greedily: every site starts at its
+// cheapest option, then steps along the upper convex hull of its (MACs, gain) options are taken by
 // decreasing gain per MAC while they fit; a last pass gives each site, in
 // order, the best option the budget left over still allows. Deterministic:
 // ties go to the smaller k, then to the earlier site.
@@ -46,6 +51,7 @@
 #include "absl/types/span.h"
 #include "core/cat/block_cat.h"
 #include "core/cat/site_statistics.h"
+#include "core/cat/sqnr_analysis.h"
 #include "core/math/eigen_types.h"
 #include "core/model/llama_weights.h"
 
@@ -68,6 +74,32 @@ bool StatisticsServeBlockSize(const SiteStatistics& stats, int64_t block_size);
 absl::StatusOr<std::vector<Eigen::MatrixXd>> SecondMomentBlocksFor(const SiteStatistics& stats,
                                                                    const BlockPartition& partition);
 
+// GaussianSquaredRange: E[r(z)^2] for z ~ N(0, I_n) under `kind`, by a
+// Monte Carlo of 1024 draws with a fixed seed (the same on every run).
+// REQUIRES: n >= 1.
+double GaussianSquaredRange(int64_t n, RangeKind kind);
+
+// The grids of the noise model; the squared ranges come from the caller
+// (GaussianSquaredRange, cached across sites of one width).
+struct BaselineNoiseOptions {
+  GridNoiseModel activation_grid;  // steps 0: activations not quantized
+  GridNoiseModel weight_grid;
+  double activation_squared_range = 0.0;  // GaussianSquaredRange(d, activation range)
+  double weight_squared_range = 0.0;      // GaussianSquaredRange(group, weight range)
+};
+
+// PredictBaselineNoise
+//
+// Per linear, the predicted 1 / SQNR with B = I (the mixing alone):
+//   (rho_x / (12 N_x^2 d) + rho_w / (12 N_w^2 d)) / A_l,
+//   A_l = tr(W_l Sx W_l^T) / (||W_l||_F^2 tr Sx)
+// with rho the Gaussian squared ranges (C = d / rho on both sides). With
+// block statistics A_l uses the block-diagonal part of Sx (an estimate).
+// Errors: weights of another width, an all-zero weight.
+absl::StatusOr<std::vector<double>> PredictBaselineNoise(
+    absl::Span<const Eigen::Ref<const RowMatrixXf>> weights, const SiteStatistics& stats,
+    const BaselineNoiseOptions& options);
+
 struct BlockGainOptions {
   // The solve, as the site task will run it (recipe.damping, eigen_clip).
   BlockCatOptions solve;
@@ -88,7 +120,10 @@ absl::StatusOr<std::vector<double>> PredictBlockCatGainsDb(
 // One evaluated block size of one site.
 struct BlockSizeOption {
   int block_size = 0;
-  int64_t macs = 0;                    // online MACs per token (core/cat/online_cost.h)
+  int64_t macs = 0;  // online MACs per token (core/cat/online_cost.h)
+  // What the choice maximizes: the predicted relative noise removed,
+  // sum_l NSR_l(I) (1 - 10^(-gain_l(k) / 10)).
+  double value = 0.0;
   double gain_db = 0.0;                // sum over the site's linears of gain_l(k)
   std::vector<double> linear_gain_db;  // per linear, in the site's order
 };
@@ -110,7 +145,8 @@ struct SiteBlockSizeOptions {
 struct BlockSizeChoice {
   std::vector<size_t> chosen;  // per site: an index into its options
   int64_t macs = 0;            // total online MACs per token
-  double gain_db = 0.0;        // total predicted gain
+  double value = 0.0;          // total predicted noise removed
+  double gain_db = 0.0;        // total predicted gain, dB summed over linears
   // The budget is below every site's cheapest option: each site got that.
   bool budget_below_cheapest = false;
 };

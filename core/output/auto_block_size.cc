@@ -1,5 +1,7 @@
 #include "core/output/auto_block_size.h"
 
+#include <cmath>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,18 +29,39 @@ int64_t BlockSizeOfMethod(const Recipe& site_recipe) {
   return 0;
 }
 
-nlohmann::json SiteJson(const SiteBlockSizeOptions& site, const std::vector<std::string>& modules,
-                        size_t chosen) {
+// The Gaussian squared ranges of the noise model, computed once per width.
+class SquaredRanges {
+ public:
+  double Get(int64_t n, RangeKind kind) {
+    auto [it, inserted] = cache_.try_emplace({n, kind}, 0.0);
+    if (inserted) it->second = GaussianSquaredRange(n, kind);
+    return it->second;
+  }
+
+ private:
+  std::map<std::pair<int64_t, RangeKind>, double> cache_;
+};
+
+// What one site's evaluation gives besides its options.
+struct SiteExtras {
+  std::vector<std::string> modules;
+  std::vector<double> baseline_noise;  // predicted 1 / SQNR per linear with B = I
+};
+
+nlohmann::json SiteJson(const SiteBlockSizeOptions& site, const SiteExtras& extras, size_t chosen) {
   const BlockSizeOption& pick = site.options[chosen];
   nlohmann::json linears = nlohmann::json::object();
-  for (size_t i = 0; i < modules.size(); ++i) {
-    linears[modules[i]] = pick.linear_gain_db[i];
+  for (size_t i = 0; i < extras.modules.size(); ++i) {
+    linears[extras.modules[i]] = {
+        {"baseline_predicted_sqnr_db", -10.0 * std::log10(extras.baseline_noise[i])},
+        {"predicted_gain_db", pick.linear_gain_db[i]}};
   }
   nlohmann::json candidates = nlohmann::json::array();
   for (const BlockSizeOption& o : site.options) {
     candidates.push_back({{"block_size", o.block_size},
                           {"online_macs_per_token", o.macs},
-                          {"predicted_gain_db", o.gain_db}});
+                          {"predicted_gain_db", o.gain_db},
+                          {"predicted_noise_removed", o.value}});
   }
   nlohmann::json skipped = nlohmann::json::array();
   for (const SkippedBlockSize& s : site.skipped) {
@@ -49,7 +72,8 @@ nlohmann::json SiteJson(const SiteBlockSizeOptions& site, const std::vector<std:
           {"block_size", pick.block_size},
           {"online_macs_per_token", pick.macs},
           {"predicted_gain_db", pick.gain_db},
-          {"linear_predicted_gain_db", linears},
+          {"predicted_noise_removed", pick.value},
+          {"linears", linears},
           {"candidates", candidates},
           {"skipped", skipped}};
 }
@@ -58,9 +82,9 @@ nlohmann::json SiteJson(const SiteBlockSizeOptions& site, const std::vector<std:
 absl::StatusOr<SiteBlockSizeOptions> EvaluateSite(const LlamaModel& model, const Recipe& recipe,
                                                   int64_t layer, Site site,
                                                   const SiteStatistics& stats,
-                                                  std::vector<std::string>& modules) {
+                                                  SquaredRanges& ranges, SiteExtras& extras) {
   CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model, layer, site, recipe));
-  modules = weights.modules;
+  extras.modules = weights.modules;
   const std::vector<Eigen::Ref<const RowMatrixXf>> views(weights.weights.begin(),
                                                          weights.weights.end());
   SiteBlockSizeOptions result;
@@ -71,6 +95,17 @@ absl::StatusOr<SiteBlockSizeOptions> EvaluateSite(const LlamaModel& model, const
     return absl::InvalidArgumentError(
         absl::StrCat("statistics have dim ", stats.dim(), ", the site's weights ", result.dim));
   }
+  BaselineNoiseOptions noise;
+  if (recipe.activation_bits < 16) {
+    noise.activation_grid = GridModel(recipe.activation_bits, recipe.activation_symmetric);
+    noise.activation_squared_range = ranges.Get(result.dim, noise.activation_grid.range);
+  }
+  noise.weight_grid = GridModel(recipe.weights.bits, recipe.weights.symmetric);
+  const int64_t group = recipe.weights.group_size > 0
+                            ? std::min<int64_t>(recipe.weights.group_size, result.dim)
+                            : result.dim;
+  noise.weight_squared_range = ranges.Get(group, noise.weight_grid.range);
+  CATQ_ASSIGN_OR_RETURN(extras.baseline_noise, PredictBaselineNoise(views, stats, noise));
   BlockGainOptions options;
   options.solve.damping = recipe.damping;
   options.solve.eigen_clip = recipe.eigen_clip;
@@ -90,7 +125,11 @@ absl::StatusOr<SiteBlockSizeOptions> EvaluateSite(const LlamaModel& model, const
     absl::StatusOr<std::vector<double>> gains = PredictBlockCatGainsDb(views, stats, k, options);
     if (!gains.ok()) return Prefix(absl::StrCat("k = ", k), gains.status());
     option.linear_gain_db = *std::move(gains);
-    for (double g : option.linear_gain_db) option.gain_db += g;
+    for (size_t i = 0; i < option.linear_gain_db.size(); ++i) {
+      const double g = option.linear_gain_db[i];
+      option.gain_db += g;
+      option.value += extras.baseline_noise[i] * (1.0 - std::pow(10.0, -g / 10.0));
+    }
     result.options.push_back(std::move(option));
   }
   if (result.options.empty()) {
@@ -139,7 +178,8 @@ absl::StatusOr<AutoBlockSizes> ResolveAutoBlockSizes(const LlamaModel& model, co
   Recipe fixed = recipe;  // the candidates are evaluated without settings
   fixed.site_settings.clear();
   std::vector<SiteBlockSizeOptions> sites;
-  std::vector<std::vector<std::string>> modules;
+  std::vector<SiteExtras> extras;
+  SquaredRanges ranges;
   for (int64_t layer = 0; layer < model.config().num_hidden_layers; ++layer) {
     CATQ_ASSIGN_OR_RETURN(SiteStatisticsMap layer_stats, statistics(layer));
     for (Site site : kAllSites) {
@@ -148,9 +188,9 @@ absl::StatusOr<AutoBlockSizes> ResolveAutoBlockSizes(const LlamaModel& model, co
       if (stats == layer_stats.end()) {
         return absl::NotFoundError(absl::StrCat(key, ": no statistics to choose a block size"));
       }
-      modules.emplace_back();
+      extras.emplace_back();
       absl::StatusOr<SiteBlockSizeOptions> evaluated =
-          EvaluateSite(model, fixed, layer, site, stats->second, modules.back());
+          EvaluateSite(model, fixed, layer, site, stats->second, ranges, extras.back());
       if (!evaluated.ok()) return Prefix(key, evaluated.status());
       sites.push_back(*std::move(evaluated));
     }
@@ -167,7 +207,7 @@ absl::StatusOr<AutoBlockSizes> ResolveAutoBlockSizes(const LlamaModel& model, co
     const BlockSizeOption& pick = sites[s].options[choice.chosen[s]];
     result.recipe.site_settings.push_back(
         {.layer = sites[s].layer, .site = sites[s].site, .block_size = pick.block_size});
-    site_reports.push_back(SiteJson(sites[s], modules[s], choice.chosen[s]));
+    site_reports.push_back(SiteJson(sites[s], extras[s], choice.chosen[s]));
   }
   OnlineCost cost{.macs = choice.macs, .linear_macs = linear_macs};
   result.report = {
@@ -176,11 +216,13 @@ absl::StatusOr<AutoBlockSizes> ResolveAutoBlockSizes(const LlamaModel& model, co
       {"online_macs_per_token", cost.macs},
       {"linear_macs_per_token", linear_macs},
       {"predicted_gain_db_total", choice.gain_db},
+      {"predicted_noise_removed_total", choice.value},
       {"baseline", recipe.cat_hadamard ? "no block factor: the Hadamard mixing alone"
                                        : "no block factor: no transform"},
       {"objective",
-       "sum over linears of the predicted SQNR gain in dB (alignment from the diagonal blocks; "
-       "concentration taken as independent of k)"},
+       "maximize the predicted relative noise removed, sum over linears of (1 / SQNR with no "
+       "block factor) x (1 - 10^(-gain / 10)); gains from the alignment of the diagonal blocks, "
+       "concentrations those of a Gaussian vector after the mixing, for every k"},
       {"note", choice.budget_below_cheapest
                    ? nlohmann::json(
                          absl::StrCat("the budget is below the cheapest choice (online cost ",

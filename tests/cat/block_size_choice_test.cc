@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "core/cat/mixing_matrix.h"
 #include "core/cat/sqnr_analysis.h"
 #include "core/cat/weight_moments.h"
 #include "tests/util/status_matchers.h"
@@ -113,10 +114,43 @@ TEST(BlockSizeChoiceTest, BlockStatisticsServeTheBlockSizesDividingTheirs) {
                 absl::StatusCode::kInvalidArgument, "blocks of 16");
 }
 
+TEST(BlockSizeChoiceTest, GaussianSquaredRangesMatchTheirClosedForms) {
+  // n = 1: r = 2|z|, E r^2 = 4. n = 2: r = |z1 - z2|, E r^2 = 2.
+  EXPECT_NEAR(GaussianSquaredRange(1, RangeKind::kSymmetric), 4.0, 0.25);
+  EXPECT_NEAR(GaussianSquaredRange(2, RangeKind::kMinMax), 2.0, 0.15);
+  EXPECT_EQ(GaussianSquaredRange(64, RangeKind::kMinMaxWithZero),
+            GaussianSquaredRange(64, RangeKind::kMinMaxWithZero));
+}
+
+// With the Hadamard mixing applied to activations and weights, the
+// baseline prediction is the measured W4A4 SQNR of the mixed linear.
+TEST(BlockSizeChoiceTest, BaselineNoiseIsTheMeasuredSqnrAfterMixing) {
+  const int64_t dim = 64;
+  const RowMatrixXf x = CorrelatedActivations(2000, dim, 21);
+  const RowMatrixXf w = Gaussian(32, dim, 22);
+  const std::vector<Eigen::Ref<const RowMatrixXf>> weights = {w};
+  BaselineNoiseOptions options;
+  options.activation_grid = GridModel(4, false);
+  options.weight_grid = GridModel(4, true);
+  options.activation_squared_range = GaussianSquaredRange(dim, options.activation_grid.range);
+  options.weight_squared_range = GaussianSquaredRange(dim, options.weight_grid.range);
+  auto noise = PredictBaselineNoise(weights, Stats(x, 0), options);
+  ASSERT_OK(noise);
+  auto mixing = MixingMatrix::Create(dim, {});
+  ASSERT_OK(mixing);
+  RowMatrixXf x_mixed = x;
+  RowMatrixXf w_mixed = w;
+  mixing->ApplyToRows(x_mixed);  // x' = H x
+  mixing->ApplyToRows(w_mixed);  // W' = W H^T: each row w <- H w
+  auto measured = AnalyzeLinear(w_mixed, x_mixed, {});
+  ASSERT_OK(measured);
+  EXPECT_NEAR(-10.0 * std::log10((*noise)[0]), measured->measured_sqnr_db, 1.0);
+}
+
 SiteBlockSizeOptions Site3(int64_t layer, double g1, double g8, double g64) {
   SiteBlockSizeOptions site;
   site.layer = layer;
-  site.options = {{1, 10, g1, {}}, {8, 20, g8, {}}, {64, 100, g64, {}}};
+  site.options = {{1, 10, g1, g1, {}}, {8, 20, g8, g8, {}}, {64, 100, g64, g64, {}}};
   return site;
 }
 
@@ -133,7 +167,7 @@ TEST(BlockSizeChoiceTest, TheBudgetGoesToTheSiteThatGainsMostFromALargeBlock) {
   EXPECT_EQ(ChosenK(sites, choice, 0), 1);
   EXPECT_EQ(ChosenK(sites, choice, 1), 64);
   EXPECT_EQ(choice.macs, 110);
-  EXPECT_DOUBLE_EQ(choice.gain_db, 11.0);
+  EXPECT_DOUBLE_EQ(choice.value, 11.0);
   EXPECT_FALSE(choice.budget_below_cheapest);
   // Five more MACs: the leftover lets site 0 step to k = 8 as well.
   choice = ChooseBlockSizes(sites, 120);
@@ -145,8 +179,8 @@ TEST(BlockSizeChoiceTest, TheBudgetGoesToTheSiteThatGainsMostFromALargeBlock) {
   for (int64_t budget = 20; budget <= 220; budget += 5) {
     choice = ChooseBlockSizes(sites, budget);
     EXPECT_LE(choice.macs, budget);
-    EXPECT_GE(choice.gain_db, last_gain) << budget;
-    last_gain = choice.gain_db;
+    EXPECT_GE(choice.value, last_gain) << budget;
+    last_gain = choice.value;
   }
   EXPECT_EQ(ChosenK(sites, ChooseBlockSizes(sites, 200), 0), 64);
 }
@@ -170,7 +204,7 @@ TEST(BlockSizeChoiceTest, TiesGoToTheSmallerBlockThenTheEarlierSite) {
   EXPECT_EQ(ChosenK(sites, choice, 1), 1);
   // Equal cost and gain: the smaller k.
   SiteBlockSizeOptions same;
-  same.options = {{16, 10, 1.0, {}}, {8, 10, 1.0, {}}};
+  same.options = {{16, 10, 1.0, 1.0, {}}, {8, 10, 1.0, 1.0, {}}};
   choice = ChooseBlockSizes({&same, 1}, 10);
   EXPECT_EQ(same.options[choice.chosen[0]].block_size, 8);
 }
@@ -201,14 +235,14 @@ TEST(BlockSizeChoiceTest, ChoosesTheLargeBlockWhereTheStatisticsRewardIt) {
     for (int k : CandidateBlockSizes(dim)) {
       auto gains = PredictBlockCatGainsDb(weights, stats, k, {});
       ASSERT_OK(gains);
-      site.options.push_back({k, dim * k, (*gains)[0], *gains});
+      site.options.push_back({k, dim * k, (*gains)[0], (*gains)[0], *gains});
     }
     sites.push_back(site);
   }
   // The independent site: next to no gain past k = 1 (the sample's chance
   // correlations give a few hundredths of a dB).
-  EXPECT_NEAR(sites[0].options.back().gain_db, sites[0].options.front().gain_db, 0.2);
-  EXPECT_GT(sites[1].options.back().gain_db, sites[1].options.front().gain_db + 1.0);
+  EXPECT_NEAR(sites[0].options.back().value, sites[0].options.front().value, 0.2);
+  EXPECT_GT(sites[1].options.back().value, sites[1].options.front().value + 1.0);
   const BlockSizeChoice choice = ChooseBlockSizes(sites, dim * 64 + dim);
   EXPECT_EQ(ChosenK(sites, choice, 0), 1);
   EXPECT_EQ(ChosenK(sites, choice, 1), 64);

@@ -118,11 +118,11 @@ TEST_F(AutoBlockSizeTest, TheChoiceStaysWithinTheBudgetAndIsInTheRecipe) {
     EXPECT_EQ(site["key"], SiteQualifiedName(setting.layer, setting.site));
     EXPECT_EQ(site["block_size"], setting.block_size);
     for (const nlohmann::json& c : site["candidates"]) {
-      if (c["block_size"] == 32) predicted_at_32 += c["predicted_gain_db"].get<double>();
+      if (c["block_size"] == 32) predicted_at_32 += c["predicted_noise_removed"].get<double>();
     }
   }
-  // At the cost of k = 32 everywhere, the choice predicts at least as much.
-  EXPECT_GE(report["predicted_gain_db_total"].get<double>(), predicted_at_32);
+  // At the cost of k = 32 everywhere, the choice removes at least as much.
+  EXPECT_GE(report["predicted_noise_removed_total"].get<double>(), predicted_at_32);
 }
 
 TEST_F(AutoBlockSizeTest, ABudgetBelowTheCheapestIsANoteNotAnError) {
