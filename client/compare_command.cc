@@ -3,6 +3,8 @@
 // 16, 32, d}) at each grid (W4A4, W4A8, W8A8, W4A16), evaluates every output
 // from its stored shards and prints one table of perplexity, KL to FP and mean
 // per-linear SQNR: what a user runs to choose a recipe. Calibrates once.
+// `--methods cat-auto:X` adds cat-auto under the online cost budget X; --json
+// gives every row's online cost (online transform MACs over linear MACs).
 // `--kv-cache-bits 4` (or "4,8") adds under every recipe a row with the K/V
 // cache quantized at those bits ("+KV4"; with `--kv-cache-no-hadamard`,
 // "+KV4 noH": without the rotation of each head); the default table has
@@ -21,6 +23,7 @@
 #include "client/command.h"
 #include "core/eval/eval_documents.h"
 #include "core/eval/evaluate.h"
+#include "core/output/auto_block_size.h"
 #include "core/output/in_process_quantizer.h"
 #include "core/quant/compressed_tensors_pack.h"
 #include "core/util/status_macros.h"
@@ -53,6 +56,7 @@ struct Cell {
   double perplexity = 0.0;
   double kl_to_fp = 0.0;
   double mean_sqnr_db = 0.0;
+  double online_cost = 0.0;  // online transform MACs over the linear MACs, per token
 };
 
 absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
@@ -60,6 +64,18 @@ absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
   for (absl::string_view item : absl::StrSplit(list, ',', absl::SkipEmpty())) {
     Variant v;
     const std::vector<std::string> parts = absl::StrSplit(item, ':');
+    if (parts[0] == kCatAutoMethodName) {
+      // cat-auto:X, X the online cost budget relative to the linear MACs.
+      v.recipe.method = Method::kCat;
+      v.recipe.online_cost_budget = parts.size() > 1 ? std::atof(parts[1].c_str()) : 0.0;
+      if (!(v.recipe.online_cost_budget > 0.0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--methods: bad budget in \"", item, "\" (cat-auto:X with X > 0)"));
+      }
+      v.name = absl::StrCat("cat-auto ", parts[1]);
+      variants.push_back(v);
+      continue;
+    }
     absl::StatusOr<Method> method = ParseMethod(parts[0]);
     if (!method.ok()) return Prefix("--methods", method.status());
     v.recipe.method = *method;
@@ -141,10 +157,12 @@ absl::StatusOr<Cell> RunCell(const CompareFlags& flags, const LlamaModel& fp,
   options.calibration_data = &calibration;
   CATQ_ASSIGN_OR_RETURN(QuantizationReport report,
                         QuantizeModelInProcess(Env::Default(), flags.model, out, recipe, options));
+  CATQ_ASSIGN_OR_RETURN(const OnlineCost cost, ModelOnlineCost(fp, report.recipe));
   CATQ_ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizedModel::Open(out));
   CATQ_ASSIGN_OR_RETURN(KlDivergenceResult kl,
                         CompareQuantizedToReference(fp, quantized, documents));
-  return Cell{variant.name, grid, kl.candidate.perplexity, kl.mean_kl, MeanSqnr(report)};
+  return Cell{variant.name,     grid,           kl.candidate.perplexity, kl.mean_kl,
+              MeanSqnr(report), cost.relative()};
 }
 
 void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& grids,
@@ -203,8 +221,8 @@ absl::Status RunCompare(const CompareFlags& flags) {
       CATQ_ASSIGN_OR_RETURN(Cell cell,
                             RunCell(flags, fp, calibration, documents, variant, grid, out));
       if (!flags.json) {
-        std::cerr << absl::StrFormat("%s %s: perplexity %.4f\n", variant.name, grid,
-                                     cell.perplexity);
+        std::cerr << absl::StrFormat("%s %s: perplexity %.4f, online cost %.5f\n", variant.name,
+                                     grid, cell.perplexity, cell.online_cost);
       }
       cells.push_back(cell);
     }
@@ -220,7 +238,8 @@ absl::Status RunCompare(const CompareFlags& flags) {
                       {"grid", c.grid},
                       {"perplexity", c.perplexity},
                       {"kl_to_fp", c.kl_to_fp},
-                      {"mean_sqnr_db", c.mean_sqnr_db}});
+                      {"mean_sqnr_db", c.mean_sqnr_db},
+                      {"online_cost", c.online_cost}});
     }
     std::cout << nlohmann::json({{"fp_perplexity", fp_perplexity},
                                  {"calibration_documents", calibration_report.documents},
@@ -246,7 +265,7 @@ void AddCompareCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--calib-max-docs", flags->calib_max_docs, "First N calibration documents")
       ->capture_default_str();
   sub->add_option("--methods", flags->methods,
-                  "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d")
+                  "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d, cat-auto:BUDGET")
       ->capture_default_str();
   sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4 or 8)")
       ->capture_default_str();
