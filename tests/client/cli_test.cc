@@ -323,5 +323,36 @@ TEST(CatqCli, QuantizeSaysWhenTheOutputIsZeroOverhead) {
   EXPECT_EQ(blocks.output.find("zero-overhead"), std::string::npos) << blocks.output;
 }
 
+// `--recipe cat-auto` needs `--budget`; with one, the output records the
+// budget and the block size chosen for each site.
+TEST(CatqCli, CatAutoNeedsABudgetAndRecordsItsChoice) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunCatq(absl::StrCat("synth --preset tiny --out ", dir.Join("m"))).exit_code, 0);
+  std::string ids;
+  for (int32_t i = 0; i < 60; ++i) {
+    const int32_t token = i == 0 ? 1 : 3 + (i * 37) % 500;
+    ids.append(reinterpret_cast<const char*>(&token), sizeof(token));
+  }
+  ASSERT_OK(WriteFileAtomically(Env::Default(), dir.Join("ids"), ids));
+  const std::string common =
+      absl::StrCat("quantize --recipe cat-auto --a-bits 4 --calib-samples 0 --model ",
+                   dir.Join("m"), " --calib-tokens ", dir.Join("ids"));
+  const CommandResult no_budget = RunCatq(absl::StrCat(common, " --out ", dir.Join("none")));
+  EXPECT_EQ(no_budget.exit_code, 1);
+  EXPECT_NE(no_budget.output.find("online_cost_budget"), std::string::npos) << no_budget.output;
+  EXPECT_FALSE(Env::Default()->FileExists(dir.Join("none")));
+
+  const CommandResult quantize =
+      RunCatq(absl::StrCat(common, " --budget 0.3 --out ", dir.Join("q")));
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.output;
+  const nlohmann::json config =
+      nlohmann::json::parse(testing::ReadTestFile(dir.Join("q/config.json")));
+  EXPECT_EQ(config["quantization_config"]["catq"]["online_cost_budget"], 0.3);
+  const nlohmann::json report =
+      nlohmann::json::parse(testing::ReadTestFile(dir.Join("q/catq_report.json")));
+  ASSERT_EQ(report["block_size_choice"]["sites"].size(), 8u);
+  EXPECT_LE(report["block_size_choice"]["online_cost"].get<double>(), 0.3);
+}
+
 }  // namespace
 }  // namespace catq
