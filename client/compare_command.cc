@@ -57,6 +57,9 @@ struct Cell {
   double kl_to_fp = 0.0;
   double mean_sqnr_db = 0.0;
   double online_cost = 0.0;  // online transform MACs over the linear MACs, per token
+  // Whether any site's transform runs online; false: the output is
+  // zero-overhead, plain compressed-tensors (totals.zero_overhead).
+  bool online_transform = false;
 };
 
 absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
@@ -88,6 +91,16 @@ absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
             absl::StrCat("--methods: bad block size in \"", item, "\" (cat:K with K >= 1 or d)"));
       }
       v.name = absl::StrCat("cat k=", k);
+      // cat:K:nomix, block CAT without the Hadamard mixing; with K = 1 a
+      // diagonal that folds into the weights (zero-overhead).
+      if (parts.size() > 2) {
+        if (parts[2] != "nomix") {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--methods: \"", item, "\": expected cat:K or cat:K:nomix after the block size"));
+        }
+        v.recipe.cat_hadamard = false;
+        v.name = absl::StrCat("cat k=", k, " nomix");
+      }
     }
     variants.push_back(v);
   }
@@ -161,8 +174,13 @@ absl::StatusOr<Cell> RunCell(const CompareFlags& flags, const LlamaModel& fp,
   CATQ_ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizedModel::Open(out));
   CATQ_ASSIGN_OR_RETURN(KlDivergenceResult kl,
                         CompareQuantizedToReference(fp, quantized, documents));
-  return Cell{variant.name,     grid,           kl.candidate.perplexity, kl.mean_kl,
-              MeanSqnr(report), cost.relative()};
+  return Cell{variant.name,
+              grid,
+              kl.candidate.perplexity,
+              kl.mean_kl,
+              MeanSqnr(report),
+              cost.relative(),
+              report.online_sites > 0};
 }
 
 void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& grids,
@@ -174,6 +192,7 @@ void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& 
   for (const std::string& grid : grids) {
     std::cout << absl::StrFormat(" | %-26s", grid + ": ppl, KL, SQNR dB");
   }
+  std::cout << " | transform";
   std::cout << absl::StrFormat("\n%-*s", width, "FP");
   for (size_t g = 0; g < grids.size(); ++g)
     std::cout << absl::StrFormat(" | %-26.4f", fp_perplexity);
@@ -184,9 +203,11 @@ void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& 
       std::cout << absl::StrFormat(" | %7.4f %6.4f %6.2f     ", c.perplexity, c.kl_to_fp,
                                    c.mean_sqnr_db);
     }
+    std::cout << (cells[i].online_transform ? " | online" : " | none");
   }
   std::cout << "\nppl: perplexity of the stored output; KL: nats per token to FP; SQNR: mean "
-               "per-linear measured W x A SQNR on calibration samples\n";
+               "per-linear measured W x A SQNR on calibration samples; last column: whether a "
+               "transform runs online (none: zero-overhead, plain compressed-tensors)\n";
 }
 
 absl::Status RunCompare(const CompareFlags& flags) {
@@ -239,7 +260,8 @@ absl::Status RunCompare(const CompareFlags& flags) {
                       {"perplexity", c.perplexity},
                       {"kl_to_fp", c.kl_to_fp},
                       {"mean_sqnr_db", c.mean_sqnr_db},
-                      {"online_cost", c.online_cost}});
+                      {"online_cost", c.online_cost},
+                      {"online_transform", c.online_transform}});
     }
     std::cout << nlohmann::json({{"fp_perplexity", fp_perplexity},
                                  {"calibration_documents", calibration_report.documents},
@@ -265,7 +287,8 @@ void AddCompareCommand(CLI::App& app, CommandAction& run) {
   sub->add_option("--calib-max-docs", flags->calib_max_docs, "First N calibration documents")
       ->capture_default_str();
   sub->add_option("--methods", flags->methods,
-                  "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d, cat-auto:BUDGET")
+                  "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d, cat:K:nomix (no "
+                  "Hadamard; cat:1:nomix folds, zero-overhead), cat-auto:BUDGET")
       ->capture_default_str();
   sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4 or 8)")
       ->capture_default_str();

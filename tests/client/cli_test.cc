@@ -174,6 +174,37 @@ TEST(CatqCli, CompareRanksRecipesOnStories260K) {
   EXPECT_NE(bad.output.find("4- or 8-bit weights only"), std::string::npos) << bad.output;
 }
 
+// compare's cat:1:nomix is the zero-overhead diagonal: its row says no
+// transform runs online, where cat:1 (with the Hadamard mixing) runs one at
+// every site; stories260K's grouped heads do not stop the fold.
+TEST(CatqCli, CompareSaysWhichRecipesRunAnOnlineTransform) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_EQ(
+      RunCatq(absl::StrCat("import-llama2c --model ",
+                           testing::SharedPath("models/stories260K/stories260K.bin"),
+                           " --tokenizer ", testing::SharedPath("models/stories260K/tok512.bin"),
+                           " --out ", dir.Join("hf")))
+          .exit_code,
+      0);
+  const std::string common = absl::StrCat(
+      " --grids W4A16 --calib-max-docs 16 --model ", dir.Join("hf"), " --calib-text ",
+      testing::SharedPath("data/tinystories_197k.txt"), " --text ",
+      testing::SharedPath("data/tinystories_sample.txt"), " --work-dir ", dir.Join("work"));
+  const CommandResult compare =
+      RunCatq(absl::StrCat("compare --json --methods cat:1:nomix,cat:1", common));
+  ASSERT_EQ(compare.exit_code, 0) << compare.output;
+  const nlohmann::json rows = ParseJsonOutput(compare)["results"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["recipe"], "cat k=1 nomix");
+  EXPECT_EQ(rows[0]["online_transform"], false);
+  EXPECT_EQ(rows[1]["recipe"], "cat k=1");
+  EXPECT_EQ(rows[1]["online_transform"], true);
+  const CommandResult bad = RunCatq(absl::StrCat("compare --methods cat:1:mix", common));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("expected cat:K or cat:K:nomix"), std::string::npos) << bad.output;
+}
+
 // `catq calibrate` writes the statistics a calibrated quantize computes: the
 // shards quantized from its file equal those calibrated on the text in
 // process. It takes exactly one of text and token ids.
