@@ -53,6 +53,8 @@ v1::Recipe RecipeToProto(const Recipe& recipe) {
     out->set_layer(setting.layer);
     out->set_site(std::string(SiteName(setting.site)));
     out->set_block_size(setting.block_size);
+    out->set_weight_bits(setting.weight_bits);
+    out->set_activation_bits(setting.activation_bits);
   }
   return proto;
 }
@@ -116,8 +118,11 @@ absl::StatusOr<Recipe> RecipeFromProto(const v1::Recipe& proto) {
       return absl::InvalidArgumentError(
           absl::StrCat("recipe.site_settings[", i, "].site: \"", in.site(), "\" is not a site"));
     }
-    recipe.site_settings.push_back(
-        {.layer = in.layer(), .site = *site, .block_size = in.block_size()});
+    recipe.site_settings.push_back({.layer = in.layer(),
+                                    .site = *site,
+                                    .block_size = in.block_size(),
+                                    .weight_bits = in.weight_bits(),
+                                    .activation_bits = in.activation_bits()});
   }
   if (absl::Status valid = recipe.Validate(); !valid.ok()) {
     return absl::InvalidArgumentError(WireFieldMessage(valid.message()));

@@ -1,5 +1,6 @@
 #include "core/cat/recipe.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <utility>
@@ -58,6 +59,11 @@ int Recipe::BlockSizeFor(int64_t layer, Site site) const {
 Recipe Recipe::ForSite(int64_t layer, Site site) const {
   Recipe site_recipe = *this;
   site_recipe.block_size = BlockSizeFor(layer, site);
+  for (const SiteSetting& setting : site_settings) {
+    if (setting.layer != layer || setting.site != site) continue;
+    if (setting.weight_bits != 0) site_recipe.weights.bits = setting.weight_bits;
+    if (setting.activation_bits != 0) site_recipe.activation_bits = setting.activation_bits;
+  }
   site_recipe.site_settings.clear();
   site_recipe.online_cost_budget = 0.0;
   return site_recipe;
@@ -71,7 +77,11 @@ absl::Status Recipe::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("online_cost_budget: ", online_cost_budget, " must be finite and >= 0"));
   }
-  if ((online_cost_budget > 0.0 || !site_settings.empty()) && method != Method::kCat) {
+  // Per-site bits suit every method; per-site block sizes only cat.
+  const bool per_site_block_sizes =
+      std::any_of(site_settings.begin(), site_settings.end(),
+                  [&](const SiteSetting& s) { return s.block_size != block_size; });
+  if ((online_cost_budget > 0.0 || per_site_block_sizes) && method != Method::kCat) {
     return absl::InvalidArgumentError(
         absl::StrCat(online_cost_budget > 0.0 ? "online_cost_budget" : "site_settings",
                      ": per-site block sizes need method cat, not ", MethodName(method)));
@@ -86,6 +96,17 @@ absl::Status Recipe::Validate() const {
     if (s.block_size < 1) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ".block_size: ", s.block_size, " must be >= 1"));
+    }
+    if (s.weight_bits != 0 && s.weight_bits != 4 && s.weight_bits != 6 && s.weight_bits != 8) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".weight_bits: ", s.weight_bits,
+                       " must be 4, 6 or 8, or 0 for the recipe's weights.bits"));
+    }
+    if (s.activation_bits != 0 && s.activation_bits != 4 && s.activation_bits != 6 &&
+        s.activation_bits != 8 && s.activation_bits != 16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".activation_bits: ", s.activation_bits,
+                       " must be 4, 6, 8 or 16, or 0 for the recipe's activation_bits"));
     }
     if (!seen.insert({s.layer, s.site}).second) {
       return absl::InvalidArgumentError(
@@ -112,7 +133,7 @@ absl::Status Recipe::Validate() const {
   }
   if (!IsExactPackedWidth(weights.bits)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "weights.bits: ", weights.bits, " is not stored by the pack-quantized output (4 or 8)"));
+        "weights.bits: ", weights.bits, " is not stored by the pack-quantized output (4, 6 or 8)"));
   }
   if (activation_bits != 16 && (activation_bits < 2 || activation_bits > 8)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -46,13 +46,20 @@ absl::string_view WeightQuantizerName(WeightQuantizer quantizer);
 absl::StatusOr<WeightQuantizer> ParseWeightQuantizer(absl::string_view name);
 
 // What one site uses where it differs from the recipe's global fields: what
-// cat-auto resolves per site (core/output/auto_block_size.h). Per-site bit
-// widths would be further fields here, read through Recipe::ForSite.
+// cat-auto resolves per site (core/output/auto_block_size.h), and the bit
+// widths of mixed precision. Read through Recipe::ForSite.
 struct SiteSetting {
   int64_t layer = 0;
   Site site = Site::kAttnIn;
-  // k of the site's block CAT, >= 1 (as Recipe::block_size).
+  // k of the site's block CAT, >= 1 (as Recipe::block_size). A method other
+  // than cat takes only the recipe's block_size here.
   int block_size = 128;
+  // Bits of the weights of the linears reading the site: 4, 6 or 8 (the
+  // widths the pack-quantized output stores); 0 (default): weights.bits.
+  int weight_bits = 0;
+  // Bits of the site's activations: 4, 6 or 8, or 16 for floating point;
+  // 0 (default): activation_bits.
+  int activation_bits = 0;
 };
 
 struct Recipe {
@@ -76,7 +83,7 @@ struct Recipe {
   uint64_t mixing_seed = 0;
   // SmoothQuant migration strength alpha in [0, 1]. Default 0.5.
   double smoothquant_alpha = 0.5;
-  // Weight grid: bits (4 or 8, the widths the output stores), group size
+  // Weight grid: bits (4, 6 or 8, the widths the output stores), group size
   // along the input, symmetric. Default W4, symmetric, per output channel.
   WeightQuantOptions weights;
   WeightQuantizer weight_quantizer = WeightQuantizer::kRtn;
@@ -122,9 +129,9 @@ struct Recipe {
 
   // Recipe::ForSite()
   //
-  // This recipe as the one site sees it: its settings in the global fields,
-  // no site_settings and no budget. What every per-site consumer (site task,
-  // output specs, folding) reads.
+  // This recipe as the one site sees it: its settings (block size, weight
+  // and activation bits) in the global fields, no site_settings and no budget. What every per-site
+  // consumer (site task, output specs, folding) reads.
   Recipe ForSite(int64_t layer, Site site) const;
 
   // Whether this is a cat-auto recipe (online_cost_budget > 0).

@@ -128,8 +128,12 @@ absl::StatusOr<OutputPlan> PlanOutput(const LlamaModel& model, const Recipe& rec
       item.name = LinearModuleName(linear->second.first, linear->second.second);
       item.layer = linear->second.first;
       item.linear = linear->second.second;
-      item.specs = PackedLinearSpecs(item.name, info->shape[0], info->shape[1], recipe.weights,
-                                     recipe.scale_dtype);
+      // Mixed precision: the weights' bits are those of the site they read.
+      const WeightQuantOptions weights =
+          recipe.ForSite(item.layer, SiteOfLinear(item.linear)).weights;
+      CATQ_RETURN_IF_ERROR(Prefix(item.name, CheckPackable(weights, recipe.scale_dtype)));
+      item.specs =
+          PackedLinearSpecs(item.name, info->shape[0], info->shape[1], weights, recipe.scale_dtype);
       const int64_t layer = item.layer;
       const bool last_of_layer = item.linear == kAllLinearKinds.back();
       plan.items.push_back(std::move(item));

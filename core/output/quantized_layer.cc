@@ -109,15 +109,20 @@ absl::StatusOr<std::shared_ptr<const std::vector<float>>> QuantizedLayerWeights:
 }
 
 QuantizedLayerHook::QuantizedLayerHook(const QuantizedLayer& layer, const Recipe& recipe)
-    : layer_(layer), bits_(recipe.activation_bits), symmetric_(recipe.activation_symmetric) {}
+    : layer_(layer), symmetric_(recipe.activation_symmetric) {
+  for (Site site : kAllSites) {
+    bits_[static_cast<size_t>(site)] = recipe.ForSite(layer.layer, site).activation_bits;
+  }
+}
 
 absl::Status QuantizedLayerHook::OnSite(const SiteCall& call, Eigen::Ref<RowMatrixXf> activations) {
   if (call.layer != layer_.layer) return absl::OkStatus();
   if (const std::optional<SiteTransform>& t = layer_.transforms[static_cast<size_t>(call.site)]) {
     CATQ_RETURN_IF_ERROR(t->ApplyToActivations(activations));
   }
-  if (bits_ >= kMaxActivationBits) return absl::OkStatus();  // weight-only: float activations
-  FakeQuantizeTokens(activations, bits_, symmetric_);
+  const int bits = bits_[static_cast<size_t>(call.site)];
+  if (bits >= kMaxActivationBits) return absl::OkStatus();  // weight-only: float activations
+  FakeQuantizeTokens(activations, bits, symmetric_);
   return absl::OkStatus();
 }
 

@@ -80,9 +80,9 @@ class QuantizedLayerWeights : public ModelWeightProvider {
 };
 
 // QuantizedLayerHook: at the sites of `layer` (other layers pass unchanged),
-// the online transform, then per-token fake quantization at
-// recipe.activation_bits (none at 16), symmetric when
-// recipe.activation_symmetric.
+// the online transform, then per-token fake quantization at the site's
+// activation bits (recipe.ForSite(...).activation_bits; none at 16),
+// symmetric when recipe.activation_symmetric.
 class QuantizedLayerHook : public SiteHook {
  public:
   QuantizedLayerHook(const QuantizedLayer& layer, const Recipe& recipe);
@@ -90,7 +90,7 @@ class QuantizedLayerHook : public SiteHook {
 
  private:
   const QuantizedLayer& layer_;
-  const int bits_;
+  std::array<int, kAllSites.size()> bits_{};  // per site, in kAllSites order
   const bool symmetric_;
 };
 

@@ -58,6 +58,49 @@ TEST(RecipeTest, ValidateNamesTheBudgetAndTheSiteSettingFields) {
                 "site_settings[1]: a second setting for model.layers.0.attn_in");
 }
 
+TEST(RecipeTest, SiteSettingsGiveTheirSiteItsBitsAndZeroKeepsTheRecipes) {
+  Recipe recipe;
+  recipe.method = Method::kHadamard;  // per-site bits need no cat
+  recipe.weights.bits = 4;
+  recipe.activation_bits = 4;
+  recipe.site_settings = {{.layer = 1,
+                           .site = Site::kMlpOut,
+                           .block_size = 128,
+                           .weight_bits = 8,
+                           .activation_bits = 6},
+                          {.layer = 0, .site = Site::kAttnIn, .block_size = 128, .weight_bits = 6}};
+  ASSERT_OK(recipe.Validate());
+  const Recipe mlp_out = recipe.ForSite(1, Site::kMlpOut);
+  EXPECT_EQ(mlp_out.weights.bits, 8);
+  EXPECT_EQ(mlp_out.activation_bits, 6);
+  const Recipe attn_in = recipe.ForSite(0, Site::kAttnIn);
+  EXPECT_EQ(attn_in.weights.bits, 6);
+  EXPECT_EQ(attn_in.activation_bits, 4);  // 0: the recipe's
+  EXPECT_EQ(recipe.ForSite(0, Site::kMlpOut).weights.bits, 4);
+  EXPECT_EQ(recipe.ForSite(0, Site::kMlpOut).activation_bits, 4);
+}
+
+TEST(RecipeTest, ValidateNamesTheSiteBitsFields) {
+  Recipe recipe;
+  recipe.site_settings = {{.layer = 0, .site = Site::kAttnIn, .block_size = 128},
+                          {.layer = 0, .site = Site::kMlpIn, .block_size = 128, .weight_bits = 5}};
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument,
+                "site_settings[1].weight_bits: 5 must be 4, 6 or 8");
+  recipe.site_settings[1].weight_bits = 16;
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument,
+                "site_settings[1].weight_bits: 16");
+  recipe.site_settings[1].weight_bits = 6;
+  recipe.site_settings[1].activation_bits = 3;
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument,
+                "site_settings[1].activation_bits: 3 must be 4, 6, 8 or 16");
+  recipe.site_settings[1].activation_bits = 16;
+  ASSERT_OK(recipe.Validate());
+  // A block size of its own still needs cat.
+  recipe.site_settings[1].block_size = 8;
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument,
+                "site_settings: per-site block sizes need method cat, not rtn");
+}
+
 TEST(RecipeTest, ZeroBudgetIsAFixedBlockSizeRecipe) {
   Recipe recipe;
   recipe.method = Method::kCat;

@@ -196,7 +196,7 @@ TEST_F(InProcessQuantizerTest, FailuresLeaveNothingBehind) {
   w3.weights.bits = 3;
   EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), model_dir(), out_dir(), w3, {}),
                 absl::StatusCode::kInvalidArgument,
-                "recipe: weights.bits: 3 is not stored by the pack-quantized output (4 or 8)");
+                "recipe: weights.bits: 3 is not stored by the pack-quantized output (4, 6 or 8)");
   EXPECT_STATUS(QuantizeModelInProcess(Env::Default(), dir_.Join("nope"), out_dir(), Recipe(), {}),
                 absl::StatusCode::kNotFound, "nope");
   EXPECT_FALSE(Env::Default()->FileExists(out_dir()));

@@ -135,6 +135,34 @@ TEST_F(QuantizerServiceTest, CatAutoJobEqualsTheInProcessOutput) {
   EXPECT_EQ(served["block_size_choice"]["sites"].size(), 8u);
 }
 
+TEST(RecipeConversionTest, PerSiteBitsRoundTripAndBadOnesAreNamed) {
+  Recipe recipe = testing::CatW4A4Recipe();
+  recipe.site_settings = {
+      {.layer = 1, .site = Site::kMlpOut, .block_size = 16, .weight_bits = 8, .activation_bits = 6},
+      {.layer = 0,
+       .site = Site::kAttnIn,
+       .block_size = 16,
+       .weight_bits = 6,
+       .activation_bits = 16}};
+  auto back = RecipeFromProto(RecipeToProto(recipe));
+  ASSERT_OK(back);
+  ASSERT_EQ(back->site_settings.size(), 2u);
+  EXPECT_EQ(back->ForSite(1, Site::kMlpOut).weights.bits, 8);
+  EXPECT_EQ(back->ForSite(1, Site::kMlpOut).activation_bits, 6);
+  EXPECT_EQ(back->ForSite(0, Site::kAttnIn).weights.bits, 6);
+  EXPECT_EQ(back->ForSite(0, Site::kAttnIn).activation_bits, 16);
+  EXPECT_EQ(back->ForSite(0, Site::kMlpOut).weights.bits, 4);
+
+  v1::Recipe wire = RecipeToProto(recipe);
+  wire.mutable_site_settings(1)->set_weight_bits(5);
+  EXPECT_STATUS(RecipeFromProto(wire), absl::StatusCode::kInvalidArgument,
+                "recipe.site_settings[1].weight_bits: 5");
+  wire.mutable_site_settings(1)->set_weight_bits(0);
+  wire.mutable_site_settings(1)->set_activation_bits(7);
+  EXPECT_STATUS(RecipeFromProto(wire), absl::StatusCode::kInvalidArgument,
+                "recipe.site_settings[1].activation_bits: 7");
+}
+
 TEST(RecipeConversionTest, CatAutoRoundTripsAndBadFieldsAreNamed) {
   Recipe recipe = testing::CatW4A4Recipe();
   recipe.online_cost_budget = 0.25;
