@@ -143,7 +143,7 @@ absl::StatusOr<std::pair<int, int>> ParseGrid(absl::string_view grid) {
   }
   if (!IsExactPackedWidth(w)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--grids: \"", grid, "\": the pack-quantized output stores 4- or 8-bit weights only"));
+        "--grids: \"", grid, "\": the pack-quantized output stores 4-, 6- or 8-bit weights only"));
   }
   return std::make_pair(w, a);
 }
@@ -290,7 +290,7 @@ void AddCompareCommand(CLI::App& app, CommandAction& run) {
                   "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d, cat:K:nomix (no "
                   "Hadamard; cat:1:nomix folds, zero-overhead), cat-auto:BUDGET")
       ->capture_default_str();
-  sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4 or 8)")
+  sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4, 6 or 8)")
       ->capture_default_str();
   sub->add_option("--work-dir", flags->work_dir, "Scratch directory for the outputs");
   sub->add_option("--kv-cache-bits", flags->kv_cache_bits,

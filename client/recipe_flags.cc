@@ -32,7 +32,7 @@ void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
                    "GPTQ: columns by decreasing Hessian diagonal");
   command.add_option("--smoothquant-alpha", flags.smoothquant_alpha, "SmoothQuant alpha")
       ->capture_default_str();
-  command.add_option("--w-bits", flags.w_bits, "Weight bits: 4 or 8")->capture_default_str();
+  command.add_option("--w-bits", flags.w_bits, "Weight bits: 4, 6 or 8")->capture_default_str();
   command.add_option("--w-group", flags.w_group, "Weight group size along the input; -1 per row")
       ->capture_default_str();
   command.add_flag("--w-asym", flags.w_asymmetric, "Asymmetric weight grid with zero points");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/quant/internal/checks.h"
@@ -25,9 +26,14 @@ struct FieldFormat {
 };
 
 constexpr FieldFormat kNibbles = {4, 8, 0xFu, 8, "nibble"};
+// 6 bits: 32 / 6 = 5 fields per word at bits 0, 6, ..., 24; bits 30-31 are 0.
+constexpr FieldFormat kSixBitFields = {6, 5, 0x3Fu, 32, "6-bit field"};
 constexpr FieldFormat kBytes = {8, 4, 0xFFu, 128, "byte"};
 
-const FieldFormat& FormatOf(int field_bits) { return field_bits == 8 ? kBytes : kNibbles; }
+const FieldFormat& FormatOf(int field_bits) {
+  if (field_bits == 8) return kBytes;
+  return field_bits == 6 ? kSixBitFields : kNibbles;
+}
 
 uint32_t GetField(uint32_t word, int index, const FieldFormat& format) {
   return (word >> (format.bits * index)) & format.mask;
@@ -40,8 +46,8 @@ absl::StatusOr<int> FieldBitsOf(const WeightQuantOptions& options) {
   if (field_bits == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.bits: ", options.bits,
-                     " has no pack-quantized field (2 to 4 bits pack in 4-bit fields, 8 bits in "
-                     "8-bit fields)"));
+                     " has no pack-quantized field (2 to 4 bits pack in 4-bit fields, 6 bits in "
+                     "6-bit fields, 8 bits in 8-bit fields)"));
   }
   return field_bits;
 }
@@ -79,6 +85,57 @@ void PackZeroPointsInt8(const int8_t* zeros, int64_t rows, int64_t groups, uint3
       word_row[g] = (word_row[g] & ~(0xFFu << shift)) | (ByteOf(zeros[r * groups + g]) << shift);
     }
   }
+}
+
+// The field of level q in `format`: q + 2^(F-1).
+uint32_t FieldOf(int8_t q, const FieldFormat& format) {
+  return static_cast<uint32_t>(q + format.offset);
+}
+
+// Any field width, one field at a time: field i of word w holds element
+// w * P + i at bits F * i; padding fields past `n` hold 2^(F-1).
+void PackFieldsOfRow(const int8_t* q, int64_t n, const FieldFormat& format, uint32_t* words) {
+  const int64_t num_words = (n + format.per_word - 1) / format.per_word;
+  for (int64_t w = 0; w < num_words; ++w) {
+    uint32_t word = 0;
+    for (int i = 0; i < format.per_word; ++i) {
+      const int64_t k = w * format.per_word + i;
+      const uint32_t field = k < n ? FieldOf(q[k], format) : static_cast<uint32_t>(format.offset);
+      word |= field << (format.bits * i);
+    }
+    words[w] = word;
+  }
+}
+
+// A layout without a dedicated kernel (6-bit fields), built field by field.
+// REQUIRES: `qw` valid and its levels fit `format`.
+CompressedTensorsPacked PackInFields(const QuantizedWeight& qw, const FieldFormat& format) {
+  CompressedTensorsPacked packed;
+  packed.rows = qw.rows;
+  packed.cols = qw.cols;
+  packed.groups = qw.groups();
+  const int64_t words_per_row = PackedWordsFor(qw.cols, format.bits);
+  packed.weight_packed.resize(qw.rows * words_per_row);
+  uint32_t* words = reinterpret_cast<uint32_t*>(packed.weight_packed.data());
+  for (int64_t r = 0; r < qw.rows; ++r) {
+    PackFieldsOfRow(qw.q.data() + r * qw.cols, qw.cols, format, words + r * words_per_row);
+  }
+  if (!qw.options.symmetric) {
+    // Packed along the output dimension: column g of the zero points, one
+    // field per row, in word row r / P.
+    const int64_t word_rows = PackedWordsFor(qw.rows, format.bits);
+    packed.weight_zero_point.resize(word_rows * packed.groups);
+    uint32_t* zero_words = reinterpret_cast<uint32_t*>(packed.weight_zero_point.data());
+    std::vector<int8_t> column(qw.rows);
+    std::vector<uint32_t> column_words(word_rows);
+    for (int64_t g = 0; g < packed.groups; ++g) {
+      for (int64_t r = 0; r < qw.rows; ++r) column[r] = qw.zeros[r * packed.groups + g];
+      PackFieldsOfRow(column.data(), qw.rows, format, column_words.data());
+      for (int64_t wr = 0; wr < word_rows; ++wr)
+        zero_words[wr * packed.groups + g] = column_words[wr];
+    }
+  }
+  return packed;
 }
 
 // The 4-bit layout, on the fastest pack kernels. REQUIRES: `qw` valid, bits <= 4.
@@ -231,10 +288,10 @@ absl::StatusOr<QuantizedWeight> UnpackFields(const CompressedTensorsPacked& pack
 
 int PackedFieldBits(int bits) {
   if (bits >= 2 && bits <= 4) return 4;
-  return bits == 8 ? 8 : 0;
+  return bits == 6 || bits == 8 ? bits : 0;
 }
 
-bool IsExactPackedWidth(int bits) { return bits == 4 || bits == 8; }
+bool IsExactPackedWidth(int bits) { return bits == 4 || bits == 6 || bits == 8; }
 
 int64_t PackedWordsFor(int64_t n, int field_bits) {
   const int64_t per_word = 32 / field_bits;
@@ -244,7 +301,8 @@ int64_t PackedWordsFor(int64_t n, int field_bits) {
 absl::StatusOr<CompressedTensorsPacked> PackCompressedTensors(const QuantizedWeight& qw) {
   CATQ_RETURN_IF_ERROR(ValidateQuantizedWeight(qw));
   CATQ_ASSIGN_OR_RETURN(const int field_bits, FieldBitsOf(qw.options));
-  return field_bits == 4 ? PackInNibbles(qw) : PackInBytes(qw);
+  if (field_bits == 4) return PackInNibbles(qw);
+  return field_bits == 8 ? PackInBytes(qw) : PackInFields(qw, FormatOf(field_bits));
 }
 
 absl::StatusOr<QuantizedWeight> UnpackCompressedTensors(const CompressedTensorsPacked& packed,

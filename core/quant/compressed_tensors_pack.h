@@ -2,8 +2,8 @@
 //
 // The compressed-tensors `pack-quantized` layout (architecture.md section 4),
 // the format every quantized linear <m> of a catq output is stored in: signed
-// levels in fixed-width fields of int32 words, 8 fields of 4 bits or 4 fields
-// of 8 bits per word. Pack and Unpack sit side by side; Unpack(Pack(x)) == x
+// levels in fixed-width fields of int32 words: 8 fields of 4 bits, 5 fields of
+// 6 bits or 4 fields of 8 bits per word. Pack and Unpack sit side by side; Unpack(Pack(x)) == x
 // exactly.
 //
 //   CATQ_ASSIGN_OR_RETURN(QuantizedWeight qw, QuantizeRtn(w, options));
@@ -13,12 +13,16 @@
 //                         UnpackCompressedTensors(packed, qw.scales, options));
 //
 // Layout, for a weight [out, in] with signed levels q, field width F (4 for
-// bits 2..4, 8 for bits 8; PackedFieldBits) and P = 32 / F fields per word:
+// bits 2..4, 6 for bits 6, 8 for bits 8; PackedFieldBits) and P = 32 / F
+// (integer division: 8, 5, 4) fields per word, as compressed-tensors'
+// pack_to_int32 (pack_factor = 32 // num_bits; a 6-bit word leaves its top 2
+// bits 0):
 //
 //   <m>.weight_packed      I32 [out, ceil(in/P)]. Element k of row r sits in
 //                          word [r, k/P] at bits F*(k%P), lowest field first;
 //                          the field holds q + 2^(F-1) (F = 4: -8..7 -> 0..15,
-//                          F = 8: -128..127 -> 0..255). Padding fields past
+//                          F = 6: -32..31 -> 0..63, F = 8: -128..127 ->
+//                          0..255). Padding fields past
 //                          `in` in the last word of a row hold 2^(F-1) (q = 0).
 //   <m>.weight_scale       [out, groups] floats (written as F16, BF16 or F32):
 //                          QuantizedWeight::scales as is. groups = 1 per
@@ -35,8 +39,9 @@
 //
 // Words are built as uint32_t and stored bit for bit as int32_t, so a word
 // whose top field has its high bit set reads as a negative int32 (0xFEDCBA98
-// is -19088744). Sub-4-bit grids (bits 2, 3) use the 4-bit field; bits 5..7
-// have no field here.
+// is -19088744). Sub-4-bit grids (bits 2, 3) use the 4-bit field (catq's own
+// reading: compressed-tensors would pack them in fields of 2 or 3 bits, so
+// outputs store only 4, 6 and 8); bits 5 and 7 have no field here.
 //
 // Thread-safety: pure functions; concurrent calls are safe.
 #ifndef CATQ_CORE_QUANT_COMPRESSED_TENSORS_PACK_H_
@@ -55,13 +60,13 @@ namespace catq {
 
 // PackedFieldBits
 //
-// The field width that stores levels of `bits` bits: 4 for bits 2..4, 8 for
-// bits 8, 0 for any other width (no field here).
+// The field width that stores levels of `bits` bits: 4 for bits 2..4, 6 for
+// bits 6, 8 for bits 8, 0 for any other width (no field here).
 int PackedFieldBits(int bits);
 
 // IsExactPackedWidth
 //
-// True for 4 and 8: the widths whose levels fill their fields, so that a
+// True for 4, 6 and 8: the widths whose levels fill their fields, so that a
 // compressed-tensors loader reading num_bits = bits (32 / bits fields per
 // word) reads the words as written. The widths catq's outputs store.
 bool IsExactPackedWidth(int bits);
@@ -69,7 +74,7 @@ bool IsExactPackedWidth(int bits);
 // PackedWordsFor
 //
 // ceil(n / (32 / field_bits)): the int32 words that hold n fields of
-// `field_bits` bits. REQUIRES: field_bits is 4 or 8.
+// `field_bits` bits. REQUIRES: field_bits is 4, 6 or 8.
 int64_t PackedWordsFor(int64_t n, int field_bits);
 
 struct CompressedTensorsPacked {
@@ -93,14 +98,15 @@ using CompressedTensorsInt4 = CompressedTensorsPacked;
 // Packs `qw` into the layout above, in fields of PackedFieldBits(bits). The
 // scales are not copied: write qw.scales as weight_scale. Errors
 // (InvalidArgument): `qw` fails ValidateQuantizedWeight (names the field and
-// index), or options.bits has no field (5..7).
+// index), or options.bits has no field (5, 7).
 absl::StatusOr<CompressedTensorsPacked> PackCompressedTensors(const QuantizedWeight& qw);
 
 // UnpackCompressedTensors
 //
 // The QuantizedWeight that `packed` and `scales` ([rows, groups] row-major)
 // hold under `options`, in fields of PackedFieldBits(options.bits). Errors as
-// UnpackInt4CompressedTensors, with "byte" for "nibble" in 8-bit fields.
+// UnpackInt4CompressedTensors, with "byte" or "6-bit field" for "nibble" in
+// 8- or 6-bit fields.
 absl::StatusOr<QuantizedWeight> UnpackCompressedTensors(const CompressedTensorsPacked& packed,
                                                         absl::Span<const float> scales,
                                                         const WeightQuantOptions& options);

@@ -169,9 +169,9 @@ TEST(CatqCli, CompareRanksRecipesOnStories260K) {
   }
   EXPECT_FALSE(Env::Default()->FileExists(dir.Join("work")));
   const CommandResult bad = RunCatq(
-      absl::StrCat("compare --grids W6A8 --model ", dir.Join("hf"), " --calib-text x --text y"));
+      absl::StrCat("compare --grids W5A8 --model ", dir.Join("hf"), " --calib-text x --text y"));
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.output.find("4- or 8-bit weights only"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("4-, 6- or 8-bit weights only"), std::string::npos) << bad.output;
 }
 
 // compare's cat:1:nomix is the zero-overhead diagonal: its row says no

@@ -296,16 +296,19 @@ TEST(PackCompressedTensors8Bit, SignedOffsetIsHalfTheFieldRange) {
 TEST(PackCompressedTensors8Bit, WidthsWithoutAFieldAreRefused) {
   EXPECT_EQ(PackedFieldBits(2), 4);
   EXPECT_EQ(PackedFieldBits(4), 4);
+  EXPECT_EQ(PackedFieldBits(6), 6);
   EXPECT_EQ(PackedFieldBits(8), 8);
-  EXPECT_EQ(PackedFieldBits(6), 0);
+  EXPECT_EQ(PackedFieldBits(5), 0);
+  EXPECT_EQ(PackedFieldBits(7), 0);
   EXPECT_TRUE(IsExactPackedWidth(4));
+  EXPECT_TRUE(IsExactPackedWidth(6));
   EXPECT_TRUE(IsExactPackedWidth(8));
   EXPECT_FALSE(IsExactPackedWidth(3));
-  EXPECT_FALSE(IsExactPackedWidth(6));
-  auto qw = QuantizeRtn(testing::RandomWeights(2, 8, 1), WeightQuantOptions{6, -1, true});
+  EXPECT_FALSE(IsExactPackedWidth(5));
+  auto qw = QuantizeRtn(testing::RandomWeights(2, 8, 1), WeightQuantOptions{5, -1, true});
   ASSERT_OK(qw);
   EXPECT_STATUS(PackCompressedTensors(*qw), absl::StatusCode::kInvalidArgument,
-                "options.bits: 6 has no pack-quantized field");
+                "options.bits: 5 has no pack-quantized field");
   auto eight = QuantizeRtn(testing::RandomWeights(2, 8, 1), WeightQuantOptions{8, -1, true});
   ASSERT_OK(eight);
   EXPECT_STATUS(PackInt4CompressedTensors(*eight), absl::StatusCode::kInvalidArgument,
@@ -359,6 +362,91 @@ TEST_P(CompressedTensors8BitRoundTrip, UnpackGivesBackExactlyWhatWasPacked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CompressedTensors8BitRoundTrip, Int8RoundTripCases(),
+                         testing::RoundTripName);
+
+// 1 x 7, symmetric 6-bit: five 6-bit fields per word (32 / 6), field i at
+// bits 6i, each q + 32; bits 30-31 stay 0.
+//   word [0]: q = -31 31 0 1 -1 -> 1 63 32 33 31
+//             = 1 | 63<<6 | 32<<12 | 33<<18 | 31<<24 = 0x1F860FC1
+//   word [1]: q = 5 -7, padding  -> 37 25 32 32 32
+//             = 37 | 25<<6 | 32<<12 | 32<<18 | 32<<24 = 0x20820665
+TEST(PackCompressedTensors6Bit, KnownSymmetricWordsBitForBit) {
+  QuantizedWeight qw;
+  qw.rows = 1;
+  qw.cols = 7;
+  qw.options = WeightQuantOptions{6, kPerChannelGroupSize, true};
+  qw.q = {-31, 31, 0, 1, -1, 5, -7};
+  qw.scales = {0.5f};
+  auto packed = PackCompressedTensors(qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed, (std::vector<int32_t>{Word(0x1F860FC1), Word(0x20820665)}));
+  EXPECT_EQ(PackedWordsFor(7, 6), 2);
+  auto back = UnpackCompressedTensors(*packed, qw.scales, qw.options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, qw);
+}
+
+// 6 x 5, asymmetric 6-bit per channel: zero points pack along the output,
+// five rows per word.
+//   weight_packed [r]: q = 0 x 5 -> 32 x 5 = 0x20820820
+//   weight_zero_point [0, 0]: zeros -32 31 0 10 -5 -> 0 63 32 42 27 = 0x1BAA0FC0
+//   weight_zero_point [1, 0]: zero 3, padding 32   -> 35 32 32 32 32 = 0x20820823
+TEST(PackCompressedTensors6Bit, KnownAsymmetricZeroPointsPackAlongOutput) {
+  QuantizedWeight qw;
+  qw.rows = 6;
+  qw.cols = 5;
+  qw.options = WeightQuantOptions{6, kPerChannelGroupSize, false};
+  qw.q = std::vector<int8_t>(30, 0);
+  qw.scales = std::vector<float>(6, 1.0f);
+  qw.zeros = {-32, 31, 0, 10, -5, 3};
+  auto packed = PackCompressedTensors(qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(packed->weight_packed, std::vector<int32_t>(6, Word(0x20820820)));
+  EXPECT_EQ(packed->weight_zero_point, (std::vector<int32_t>{Word(0x1BAA0FC0), Word(0x20820823)}));
+  auto back = UnpackCompressedTensors(*packed, qw.scales, qw.options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, qw);
+}
+
+TEST(UnpackCompressedTensors6Bit, CorruptPaddingIsDataLoss) {
+  QuantizedWeight qw;
+  qw.rows = 1;
+  qw.cols = 7;
+  qw.options = WeightQuantOptions{6, kPerChannelGroupSize, true};
+  qw.q = {-31, 31, 0, 1, -1, 5, -7};
+  qw.scales = {0.5f};
+  CompressedTensorsPacked packed = *PackCompressedTensors(qw);
+  packed.weight_packed[1] = Word(0x20800665);  // Field 2 (element 7, padding) = 0.
+  EXPECT_STATUS(UnpackCompressedTensors(packed, qw.scales, qw.options), absl::StatusCode::kDataLoss,
+                "weight_packed[row 0, word 1]: padding 6-bit field 2 (past in = 7) is 0, "
+                "expected 32");
+}
+
+auto Int6RoundTripCases() {
+  return ::testing::Combine(
+      ::testing::Values<int64_t>(1, 6, 11), ::testing::Values<int64_t>(1, 5, 7, 131),
+      ::testing::Values(kPerChannelGroupSize, 128, 5), ::testing::Values(6), ::testing::Bool());
+}
+
+class CompressedTensors6BitRoundTrip : public ::testing::TestWithParam<testing::RoundTripCase> {};
+
+TEST_P(CompressedTensors6BitRoundTrip, UnpackGivesBackExactlyWhatWasPacked) {
+  const auto [rows, cols, group_size, bits, symmetric] = GetParam();
+  const WeightQuantOptions options = testing::RoundTripOptions(GetParam());
+  auto qw = QuantizeRtn(testing::RoundTripWeights(GetParam()), options);
+  ASSERT_OK(qw);
+  auto packed = PackCompressedTensors(*qw);
+  ASSERT_OK(packed);
+  EXPECT_EQ(static_cast<int64_t>(packed->weight_packed.size()), rows * ((cols + 4) / 5));
+  EXPECT_EQ(static_cast<int64_t>(packed->weight_zero_point.size()),
+            symmetric ? 0 : ((rows + 4) / 5) * qw->groups());
+  auto back = UnpackCompressedTensors(*packed, qw->scales, options);
+  ASSERT_OK(back);
+  testing::ExpectSameWeight(*back, *qw);
+  EXPECT_EQ(Dequantize(*back), Dequantize(*qw));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CompressedTensors6BitRoundTrip, Int6RoundTripCases(),
                          testing::RoundTripName);
 
 }  // namespace
