@@ -8,9 +8,7 @@
 namespace catq {
 
 OnlineQuantizationHook::OnlineQuantizationHook(const QuantizedModel& model)
-    : model_(model),
-      bits_(model.quantization().activation_bits),
-      symmetric_(model.quantization().activation_symmetric) {}
+    : model_(model), symmetric_(model.quantization().activation_symmetric) {}
 
 absl::Status OnlineQuantizationHook::OnSite(const SiteCall& call,
                                             Eigen::Ref<RowMatrixXf> activations) {
@@ -23,8 +21,10 @@ absl::Status OnlineQuantizationHook::OnSite(const SiteCall& call,
   if (const SiteTransform* transform = model_.OnlineTransform(call.layer, call.site)) {
     CATQ_RETURN_IF_ERROR(transform->ApplyToActivations(activations));
   }
-  if (bits_ >= kFloatActivationBits) return absl::OkStatus();
-  FakeQuantizeTokens(activations, bits_, symmetric_);
+  // Mixed precision: each site at its own bits (config_groups).
+  const int bits = model_.quantization().activation_bits_at(call.layer, call.site);
+  if (bits >= kFloatActivationBits) return absl::OkStatus();
+  FakeQuantizeTokens(activations, bits, symmetric_);
   return absl::OkStatus();
 }
 

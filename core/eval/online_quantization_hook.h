@@ -24,8 +24,8 @@ namespace catq {
 
 class OnlineQuantizationHook : public SiteHook {
  public:
-  // Uses `model`'s transforms and its quantization().activation_bits and
-  // activation_symmetric.
+  // Uses `model`'s transforms, each site's quantization().activation_bits_at
+  // and activation_symmetric.
   explicit OnlineQuantizationHook(const QuantizedModel& model);
 
   // OnSite: transform, then fake-quantize every token (row) of `activations`.
@@ -34,7 +34,6 @@ class OnlineQuantizationHook : public SiteHook {
 
  private:
   const QuantizedModel& model_;
-  const int bits_;
   const bool symmetric_;
 };
 

@@ -69,8 +69,8 @@ absl::StatusOr<bool> CheckLinear(const LlamaModel& model, const StoredQuantizati
   }
   if (plain) return false;  // LlamaModel::Open checked its shape and dtype.
   const MatrixShape shape = LinearShape(model.config(), kind);
-  for (const TensorSpec& spec :
-       PackedLinearSpecs(module, shape.rows, shape.cols, quantization.weights, DType::kF32)) {
+  for (const TensorSpec& spec : PackedLinearSpecs(module, shape.rows, shape.cols,
+                                                  quantization.linear(layer, kind), DType::kF32)) {
     CATQ_RETURN_IF_ERROR(CheckSpec(tensors, spec, spec.name == names.scale));
   }
   CATQ_RETURN_IF_ERROR(CheckWeightShape(tensors, names.shape, shape));
@@ -119,9 +119,9 @@ absl::StatusOr<RowMatrixXf> QuantizedModel::Linear(int64_t layer, LinearKind kin
         absl::StrCat("layer ", layer, " is outside [0, ", config().num_hidden_layers, ")"));
   }
   if (!is_packed(layer, kind)) return model_.LinearWeight(layer, kind);
-  CATQ_ASSIGN_OR_RETURN(
-      QuantizedWeight qw,
-      ReadPackedLinear(model_.tensors(), LinearModuleName(layer, kind), quantization_.weights));
+  CATQ_ASSIGN_OR_RETURN(QuantizedWeight qw,
+                        ReadPackedLinear(model_.tensors(), LinearModuleName(layer, kind),
+                                         quantization_.linear(layer, kind)));
   return Dequantize(qw);
 }
 

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -62,7 +63,7 @@ absl::Status ExpectString(const Node& parent, const std::string& key, absl::stri
   return absl::OkStatus();
 }
 
-// The weight scheme: 4- or 8-bit int, per group or per channel.
+// The weight scheme: 4-, 6- or 8-bit int, per group or per channel.
 absl::StatusOr<WeightQuantOptions> ParseWeights(const Node& weights) {
   WeightQuantOptions options;
   CATQ_RETURN_IF_ERROR(ExpectString(weights, "type", "int"));
@@ -70,7 +71,7 @@ absl::StatusOr<WeightQuantOptions> ParseWeights(const Node& weights) {
   if (!IsExactPackedWidth(static_cast<int>(bits))) {
     return FieldError(
         absl::StrCat(weights.path, ".num_bits"),
-        absl::StrCat(bits, "; catq's pack-quantized outputs hold 4- or 8-bit weights"));
+        absl::StrCat(bits, "; catq's pack-quantized outputs hold 4-, 6- or 8-bit weights"));
   }
   options.bits = static_cast<int>(bits);
   CATQ_ASSIGN_OR_RETURN(options.symmetric, GetBool(weights, "symmetric"));
@@ -93,6 +94,7 @@ absl::StatusOr<WeightQuantOptions> ParseWeights(const Node& weights) {
 
 // The activation scheme: null (float) or per-token dynamic int.
 absl::Status ParseActivations(const Node& group, StoredQuantization& out) {
+  out.activation_bits = kFloatActivationBits;
   CATQ_ASSIGN_OR_RETURN(Node activations, Child(group, "input_activations"));
   if (activations.json.is_null()) return absl::OkStatus();
   if (!activations.json.is_object()) {
@@ -228,7 +230,127 @@ nlohmann::json RecipeJson(const nlohmann::json& catq, const StoredQuantization& 
   recipe["a_bits"] = q.activation_bits;
   recipe["a_symmetric"] = q.activation_symmetric;
   recipe["kv_cache_bits"] = q.kv_cache.bits;
+  if (q.mixed_precision) recipe["mixed_precision"] = true;
   return recipe;
+}
+
+// One config group: its weight and activation schemes.
+struct GroupScheme {
+  WeightQuantOptions weights;
+  int activation_bits = kFloatActivationBits;
+  bool activation_symmetric = false;
+};
+
+absl::StatusOr<GroupScheme> ParseGroup(const Node& group) {
+  GroupScheme scheme;
+  CATQ_ASSIGN_OR_RETURN(Node weights, ChildObject(group, "weights"));
+  CATQ_ASSIGN_OR_RETURN(scheme.weights, ParseWeights(weights));
+  StoredQuantization activations;
+  CATQ_RETURN_IF_ERROR(ParseActivations(group, activations));
+  scheme.activation_bits = activations.activation_bits;
+  scheme.activation_symmetric = activations.activation_symmetric;
+  return scheme;
+}
+
+// config_groups: each linear's scheme from the group whose targets name its
+// module, else from the group targeting "Linear"; then each site's
+// activation bits from the linears reading it. `out.weights` and the
+// activation fields are group_0's, as a single-group reader reports them.
+absl::Status ParseConfigGroups(const Node& groups, const LlamaConfig& config,
+                               StoredQuantization& out) {
+  const int64_t num_layers = config.num_hidden_layers;
+  absl::flat_hash_map<std::string, std::pair<int64_t, LinearKind>> linears;
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    for (LinearKind kind : kAllLinearKinds) linears[LinearModuleName(layer, kind)] = {layer, kind};
+  }
+  std::vector<GroupScheme> schemes;
+  std::vector<std::string> scheme_paths;
+  std::vector<std::vector<int>> chosen(static_cast<size_t>(num_layers),
+                                       std::vector<int>(kAllLinearKinds.size(), -1));
+  int default_scheme = -1;
+  std::string default_path;
+  if (!groups.json.contains("group_0")) return FieldError(groups.path + ".group_0", "missing");
+  for (const auto& [name, value] : groups.json.items()) {
+    const Node group{value, absl::StrCat(groups.path, ".", name)};
+    if (!value.is_object()) return FieldError(group.path, "expected an object");
+    CATQ_ASSIGN_OR_RETURN(GroupScheme scheme, ParseGroup(group));
+    const int index = static_cast<int>(schemes.size());
+    if (name == "group_0") {
+      out.weights = scheme.weights;
+      out.activation_bits = scheme.activation_bits;
+      out.activation_symmetric = scheme.activation_symmetric;
+    }
+    if (index > 0 && scheme.activation_symmetric != schemes[0].activation_symmetric &&
+        scheme.activation_bits != kFloatActivationBits &&
+        schemes[0].activation_bits != kFloatActivationBits) {
+      return FieldError(absl::StrCat(group.path, ".input_activations.symmetric"),
+                        "differs from the other groups'; catq's activation grid is one");
+    }
+    schemes.push_back(scheme);
+    scheme_paths.push_back(group.path);
+    CATQ_ASSIGN_OR_RETURN(Node targets, Child(group, "targets"));
+    if (!targets.json.is_array()) return FieldError(targets.path, "expected an array");
+    for (size_t t = 0; t < targets.json.size(); ++t) {
+      const std::string path = absl::StrCat(targets.path, "[", t, "]");
+      if (!targets.json[t].is_string()) return FieldError(path, "expected a string");
+      const std::string target = targets.json[t].get<std::string>();
+      if (target == "Linear") {
+        if (default_scheme >= 0) {
+          return FieldError(path, absl::StrCat("\"Linear\" is also a target of ", default_path));
+        }
+        default_scheme = index;
+        default_path = group.path;
+        continue;
+      }
+      auto linear = linears.find(target);
+      if (linear == linears.end()) {
+        return FieldError(
+            path, absl::StrCat("\"", target, "\" is neither \"Linear\" nor a linear of the model"));
+      }
+      int& slot = chosen[static_cast<size_t>(linear->second.first)]
+                        [static_cast<size_t>(linear->second.second)];
+      if (slot >= 0) {
+        return FieldError(path, absl::StrCat("\"", target, "\" is also a target of ",
+                                             scheme_paths[static_cast<size_t>(slot)]));
+      }
+      slot = index;
+    }
+  }
+  out.mixed_precision = schemes.size() > 1;
+  out.linear_weights.resize(static_cast<size_t>(num_layers));
+  out.site_activation_bits.resize(static_cast<size_t>(num_layers));
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    for (LinearKind kind : kAllLinearKinds) {
+      int index = chosen[static_cast<size_t>(layer)][static_cast<size_t>(kind)];
+      if (index < 0) index = default_scheme;
+      if (index < 0) {
+        return FieldError(groups.path,
+                          absl::StrCat("no group targets ", LinearModuleName(layer, kind),
+                                       " (by name or as \"Linear\")"));
+      }
+      chosen[static_cast<size_t>(layer)][static_cast<size_t>(kind)] = index;
+      out.linear_weights[static_cast<size_t>(layer)][static_cast<size_t>(kind)] =
+          schemes[static_cast<size_t>(index)].weights;
+    }
+    for (Site site : kAllSites) {
+      const absl::Span<const LinearKind> readers = SiteLinears(site);
+      const int first = chosen[static_cast<size_t>(layer)][static_cast<size_t>(readers[0])];
+      const int bits = schemes[static_cast<size_t>(first)].activation_bits;
+      for (LinearKind kind : readers) {
+        const int index = chosen[static_cast<size_t>(layer)][static_cast<size_t>(kind)];
+        if (schemes[static_cast<size_t>(index)].activation_bits != bits) {
+          return FieldError(
+              groups.path,
+              absl::StrCat(LinearModuleName(layer, kind), " reads ", SiteQualifiedName(layer, site),
+                           " at ", schemes[static_cast<size_t>(index)].activation_bits, " bits, ",
+                           LinearModuleName(layer, readers[0]), " at ", bits,
+                           "; the linears of a site share its activation bits"));
+        }
+      }
+      out.site_activation_bits[static_cast<size_t>(layer)][static_cast<size_t>(site)] = bits;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StoredQuantization> Parse(const LlamaConfig& config) {
@@ -237,11 +359,8 @@ absl::StatusOr<StoredQuantization> Parse(const LlamaConfig& config) {
   CATQ_RETURN_IF_ERROR(ExpectString(qc, "quant_method", "compressed-tensors"));
   CATQ_RETURN_IF_ERROR(ExpectString(qc, "format", "pack-quantized"));
   CATQ_ASSIGN_OR_RETURN(Node groups, ChildObject(qc, "config_groups"));
-  CATQ_ASSIGN_OR_RETURN(Node group, ChildObject(groups, "group_0"));
   StoredQuantization out;
-  CATQ_ASSIGN_OR_RETURN(Node weights, ChildObject(group, "weights"));
-  CATQ_ASSIGN_OR_RETURN(out.weights, ParseWeights(weights));
-  CATQ_RETURN_IF_ERROR(ParseActivations(group, out));
+  CATQ_RETURN_IF_ERROR(ParseConfigGroups(groups, config, out));
   CATQ_ASSIGN_OR_RETURN(Node catq, ChildObject(qc, "catq"));
   CATQ_ASSIGN_OR_RETURN(out.method, GetString(catq, "method"));
   CATQ_RETURN_IF_ERROR(ParseSites(catq, config.num_hidden_layers, out));

@@ -231,6 +231,14 @@ absl::Status CheckRecipeGptqExportable(const Recipe& recipe) {
     return absl::InvalidArgumentError(absl::StrCat("recipe.weights.bits: ", recipe.weights.bits,
                                                    "; the GPTQ export writes 4-bit weights only"));
   }
+  for (size_t i = 0; i < recipe.site_settings.size(); ++i) {
+    const int bits = recipe.site_settings[i].weight_bits;
+    if (bits != 0 && bits != kGptqBits) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("recipe.site_settings[", i, "].weight_bits: ", bits,
+                       "; the GPTQ export writes 4-bit weights only"));
+    }
+  }
   if (recipe.scale_dtype != DType::kF16 && recipe.scale_dtype != DType::kBF16) {
     return absl::InvalidArgumentError(
         absl::StrCat("recipe.scale_dtype: ", DTypeName(recipe.scale_dtype),
@@ -268,6 +276,12 @@ absl::StatusOr<GptqExportSummary> ExportGptqLayout(Env* env, const std::string& 
         "weights.bits: ", stored.weights.bits, " (", kConfigFileName,
         " quantization_config.config_groups.group_0.weights.num_bits); the GPTQ export writes "
         "4-bit weights only"));
+  }
+  if (stored.mixed_precision) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config_groups: ", kConfigFileName,
+                     " quantization_config has bits per module (mixed precision); the GPTQ "
+                     "export writes one 4-bit scheme only"));
   }
   CATQ_ASSIGN_OR_RETURN(QuantizedModel model, QuantizedModel::Open(output_dir, env));
   const WeightQuantOptions& weights = model.quantization().weights;

@@ -131,7 +131,7 @@ struct GptqExportSummary {
 //   - InvalidArgument naming weights.bits for an 8-bit output (the export
 //     writes 4-bit GPTQ words only);
 //   - InvalidArgument from reading the output (a quantization_config that is
-//     not catq's, e.g. weights of other than 4 or 8 bits, naming the field; a
+//     not catq's, e.g. weights of other than 4, 6 or 8 bits, naming the field; a
 //     missing or malformed tensor, naming it), DataLoss for packed values
 //     outside the grid;
 //   - AlreadyExists for an existing `export_dir` without options.replace;

@@ -1,5 +1,13 @@
 #include "core/output/quantization_config.h"
 
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "core/model/llama_weights.h"
 #include "core/output/output_names.h"
 
 namespace catq {
@@ -74,28 +82,84 @@ nlohmann::json Grids(const Recipe& recipe) {
   return grids;
 }
 
+// Whether any site's weight or activation bits differ from the recipe's.
+bool HasMixedPrecision(const Recipe& recipe) {
+  for (const SiteSetting& setting : recipe.site_settings) {
+    const Recipe site = recipe.ForSite(setting.layer, setting.site);
+    if (site.weights.bits != recipe.weights.bits ||
+        site.activation_bits != recipe.activation_bits) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// compressed-tensors' config_groups: one group of every Linear at the
+// recipe's bits, or under mixed precision one group per distinct (weight
+// bits, activation bits), ordered by them, whose targets name its modules, so
+// that a standard loader gives each linear its own scheme. The linears of a
+// site share its bits (they read the same quantized activations).
+nlohmann::json ConfigGroups(const Recipe& recipe, const std::vector<SiteRecord>& sites) {
+  if (!HasMixedPrecision(recipe)) {
+    return {{"group_0",
+             {{"targets", {"Linear"}},
+              {"weights", WeightScheme(recipe.weights)},
+              {"input_activations", ActivationScheme(recipe)}}}};
+  }
+  std::map<std::pair<int, int>, std::vector<std::string>> modules_by_bits;
+  for (const SiteRecord& record : sites) {
+    const absl::StatusOr<Site> site = ParseSite(record.site);
+    if (!site.ok()) continue;  // The assembler writes only valid site names.
+    const Recipe site_recipe = recipe.ForSite(record.layer, *site);
+    std::vector<std::string>& modules =
+        modules_by_bits[{site_recipe.weights.bits, site_recipe.activation_bits}];
+    for (LinearKind kind : SiteLinears(*site)) {
+      modules.push_back(LinearModuleName(record.layer, kind));
+    }
+  }
+  nlohmann::json groups = nlohmann::json::object();
+  int index = 0;
+  for (auto& [bits, modules] : modules_by_bits) {
+    std::sort(modules.begin(), modules.end());
+    Recipe group_recipe = recipe;
+    group_recipe.weights.bits = bits.first;
+    group_recipe.activation_bits = bits.second;
+    groups[absl::StrCat("group_", index++)] = {
+        {"targets", modules},
+        {"weights", WeightScheme(group_recipe.weights)},
+        {"input_activations", ActivationScheme(group_recipe)},
+    };
+  }
+  return groups;
+}
+
 }  // namespace
 
 nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<SiteRecord>& sites,
                                        int64_t head_dim) {
+  const bool mixed = HasMixedPrecision(recipe);
   nlohmann::json site_map = nlohmann::json::object();
   for (const SiteRecord& site : sites) {
-    site_map[SiteKey(site.layer, site.site)] = {
+    nlohmann::json& entry = site_map[SiteKey(site.layer, site.site)];
+    entry = {
         {"online", site.online},
         {"hadamard", site.hadamard},
         {"block_size", site.block_size},
         {"folded", site.folded},
     };
+    // Mixed precision: each site's bits beside its transform (config_groups
+    // holds the same per module).
+    if (const absl::StatusOr<Site> parsed = ParseSite(site.site); mixed && parsed.ok()) {
+      const Recipe site_recipe = recipe.ForSite(site.layer, *parsed);
+      entry["weight_bits"] = site_recipe.weights.bits;
+      entry["activation_bits"] = site_recipe.activation_bits;
+    }
   }
   nlohmann::json config = {
       {"quant_method", "compressed-tensors"},
       {"format", "pack-quantized"},
       {"quantization_status", "compressed"},
-      {"config_groups",
-       {{"group_0",
-         {{"targets", {"Linear"}},
-          {"weights", WeightScheme(recipe.weights)},
-          {"input_activations", ActivationScheme(recipe)}}}}},
+      {"config_groups", ConfigGroups(recipe, sites)},
       {"ignore", {"lm_head"}},
       {"kv_cache_scheme", KvCacheScheme(recipe, head_dim)},
       {"catq",

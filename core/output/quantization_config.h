@@ -33,6 +33,11 @@ struct SiteRecord {
 
 // BuildQuantizationConfig: `head_dim` is the model's, the group of the K/V
 // cache scheme (kv_cache_scheme, null unless recipe.kv_cache_bits < 16).
+// Uniform bits: config_groups.group_0 targets "Linear". Mixed precision (a
+// site setting whose weight or activation bits differ from the recipe's): one
+// group per distinct (weight bits, activation bits), in that order, whose
+// targets list its modules by name, and catq.sites records each site's
+// weight_bits and activation_bits.
 nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<SiteRecord>& sites,
                                        int64_t head_dim);
 
