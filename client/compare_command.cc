@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -60,6 +61,10 @@ struct Cell {
   // Whether any site's transform runs online; false: the output is
   // zero-overhead, plain compressed-tensors (totals.zero_overhead).
   bool online_transform = false;
+  // Average weight bits (by parameters) and activation bits (by MACs) of the
+  // output: the grid's, or what mixed precision chose.
+  double average_weight_bits = 0.0;
+  double average_activation_bits = 0.0;
 };
 
 absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
@@ -92,14 +97,27 @@ absl::StatusOr<std::vector<Variant>> ParseMethods(const std::string& list) {
       }
       v.name = absl::StrCat("cat k=", k);
       // cat:K:nomix, block CAT without the Hadamard mixing; with K = 1 a
-      // diagonal that folds into the weights (zero-overhead).
+      // diagonal that folds into the weights (zero-overhead). cat:K:mixB,
+      // mixed precision: bits per site (4, 6, 8) under an average of B for
+      // the weights and for the activations (those the grid quantizes).
       if (parts.size() > 2) {
-        if (parts[2] != "nomix") {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "--methods: \"", item, "\": expected cat:K or cat:K:nomix after the block size"));
+        if (absl::StartsWith(parts[2], "mix") && parts[2] != "mix") {
+          const double average = std::atof(parts[2].c_str() + 3);
+          if (!(average >= 4.0 && average <= 8.0)) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "--methods: bad average bits in \"", item, "\" (cat:K:mixB with B in [4, 8])"));
+          }
+          v.recipe.average_weight_bits = average;
+          v.recipe.average_activation_bits = average;
+          v.name = absl::StrCat("cat k=", k, " mix", parts[2].substr(3));
+        } else if (parts[2] == "nomix") {
+          v.recipe.cat_hadamard = false;
+          v.name = absl::StrCat("cat k=", k, " nomix");
+        } else {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--methods: \"", item,
+                           "\": expected cat:K, cat:K:nomix or cat:K:mixB after the block size"));
         }
-        v.recipe.cat_hadamard = false;
-        v.name = absl::StrCat("cat k=", k, " nomix");
       }
     }
     variants.push_back(v);
@@ -165,6 +183,8 @@ absl::StatusOr<Cell> RunCell(const CompareFlags& flags, const LlamaModel& fp,
   Recipe recipe = variant.recipe;
   recipe.weights.bits = bits.first;
   recipe.activation_bits = bits.second;
+  // Mixed precision leaves float activations float.
+  if (recipe.activation_bits >= 16) recipe.average_activation_bits = 0.0;
   InProcessOptions options;
   options.replace = true;
   options.calibration_data = &calibration;
@@ -174,13 +194,23 @@ absl::StatusOr<Cell> RunCell(const CompareFlags& flags, const LlamaModel& fp,
   CATQ_ASSIGN_OR_RETURN(QuantizedModel quantized, QuantizedModel::Open(out));
   CATQ_ASSIGN_OR_RETURN(KlDivergenceResult kl,
                         CompareQuantizedToReference(fp, quantized, documents));
-  return Cell{variant.name,
-              grid,
-              kl.candidate.perplexity,
-              kl.mean_kl,
-              MeanSqnr(report),
-              cost.relative(),
-              report.online_sites > 0};
+  Cell cell{variant.name,
+            grid,
+            kl.candidate.perplexity,
+            kl.mean_kl,
+            MeanSqnr(report),
+            cost.relative(),
+            report.online_sites > 0,
+            static_cast<double>(bits.first),
+            static_cast<double>(bits.second)};
+  const nlohmann::json totals =
+      report.bit_allocation.is_null()
+          ? nlohmann::json::object()
+          : report.bit_allocation.value("totals", nlohmann::json::object());
+  cell.average_weight_bits = totals.value("average_weight_bits", cell.average_weight_bits);
+  cell.average_activation_bits =
+      totals.value("average_activation_bits", cell.average_activation_bits);
+  return cell;
 }
 
 void PrintTable(const std::vector<Cell>& cells, const std::vector<std::string>& grids,
@@ -242,8 +272,10 @@ absl::Status RunCompare(const CompareFlags& flags) {
       CATQ_ASSIGN_OR_RETURN(Cell cell,
                             RunCell(flags, fp, calibration, documents, variant, grid, out));
       if (!flags.json) {
-        std::cerr << absl::StrFormat("%s %s: perplexity %.4f, online cost %.5f\n", variant.name,
-                                     grid, cell.perplexity, cell.online_cost);
+        std::cerr << absl::StrFormat(
+            "%s %s: perplexity %.4f, KL %.4f, online cost %.5f, average bits W %.3f A %.3f\n",
+            variant.name, grid, cell.perplexity, cell.kl_to_fp, cell.online_cost,
+            cell.average_weight_bits, cell.average_activation_bits);
       }
       cells.push_back(cell);
     }
@@ -261,7 +293,9 @@ absl::Status RunCompare(const CompareFlags& flags) {
                       {"kl_to_fp", c.kl_to_fp},
                       {"mean_sqnr_db", c.mean_sqnr_db},
                       {"online_cost", c.online_cost},
-                      {"online_transform", c.online_transform}});
+                      {"online_transform", c.online_transform},
+                      {"average_weight_bits", c.average_weight_bits},
+                      {"average_activation_bits", c.average_activation_bits}});
     }
     std::cout << nlohmann::json({{"fp_perplexity", fp_perplexity},
                                  {"calibration_documents", calibration_report.documents},
@@ -288,7 +322,8 @@ void AddCompareCommand(CLI::App& app, CommandAction& run) {
       ->capture_default_str();
   sub->add_option("--methods", flags->methods,
                   "Comma list: rtn, smoothquant, hadamard, cat:K, cat:d, cat:K:nomix (no "
-                  "Hadamard; cat:1:nomix folds, zero-overhead), cat-auto:BUDGET")
+                  "Hadamard; cat:1:nomix folds, zero-overhead), cat:K:mixB (bits per site, 4, 6 "
+                  "or 8, under an average of B for weights and activations), cat-auto:BUDGET")
       ->capture_default_str();
   sub->add_option("--grids", flags->grids, "Comma list of WnAm (n = 4, 6 or 8)")
       ->capture_default_str();

@@ -16,6 +16,12 @@ void AddRecipeFlags(CLI::App& command, RecipeFlags& flags) {
   command.add_option("--budget", flags.budget,
                      "cat-auto: online transform MACs per token over the model's linear MACs; "
                      "each site's k is chosen under it");
+  command.add_option("--avg-weight-bits", flags.avg_weight_bits,
+                     "Mixed precision: average weight bits in [4, 8] over the linears (by "
+                     "parameters), each site's chosen from 4, 6, 8 by predicted SQNR");
+  command.add_option("--avg-activation-bits", flags.avg_activation_bits,
+                     "Mixed precision: average activation bits in [4, 8] (by the MACs of the "
+                     "linears reading each site), each site's chosen from 4, 6, 8");
   command.add_option("--damping", flags.damping, "Relative damping of the solve")
       ->capture_default_str();
   command.add_flag("--no-cat-hadamard", flags.no_cat_hadamard,
@@ -64,6 +70,8 @@ absl::StatusOr<Recipe> RecipeFlags::ToRecipe() const {
     CATQ_ASSIGN_OR_RETURN(recipe.method, ParseMethod(method));
   }
   recipe.online_cost_budget = budget;
+  recipe.average_weight_bits = avg_weight_bits;
+  recipe.average_activation_bits = avg_activation_bits;
   recipe.block_size = block_size;
   recipe.damping = damping;
   recipe.cat_hadamard = !no_cat_hadamard;

@@ -24,6 +24,9 @@ struct RecipeFlags {
   int block_size = 128;
   // cat-auto's online cost budget (relative to the linear MACs); 0: none.
   double budget = 0.0;
+  // Mixed precision: average weight / activation bits; 0: uniform.
+  double avg_weight_bits = 0.0;
+  double avg_activation_bits = 0.0;
   double damping = 1e-2;
   bool no_cat_hadamard = false;
   double eigen_clip = 1e-12;

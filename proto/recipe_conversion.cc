@@ -48,6 +48,8 @@ v1::Recipe RecipeToProto(const Recipe& recipe) {
   proto.set_kv_cache_hadamard(recipe.kv_cache_hadamard);
   proto.set_scale_dtype(std::string(DTypeName(recipe.scale_dtype)));
   proto.set_online_cost_budget(recipe.online_cost_budget);
+  proto.set_average_weight_bits(recipe.average_weight_bits);
+  proto.set_average_activation_bits(recipe.average_activation_bits);
   for (const SiteSetting& setting : recipe.site_settings) {
     v1::SiteSetting* out = proto.add_site_settings();
     out->set_layer(setting.layer);
@@ -111,6 +113,10 @@ absl::StatusOr<Recipe> RecipeFromProto(const v1::Recipe& proto) {
   if (proto.has_kv_cache_bits()) recipe.kv_cache_bits = proto.kv_cache_bits();
   if (proto.has_kv_cache_hadamard()) recipe.kv_cache_hadamard = proto.kv_cache_hadamard();
   if (proto.has_online_cost_budget()) recipe.online_cost_budget = proto.online_cost_budget();
+  if (proto.has_average_weight_bits()) recipe.average_weight_bits = proto.average_weight_bits();
+  if (proto.has_average_activation_bits()) {
+    recipe.average_activation_bits = proto.average_activation_bits();
+  }
   for (int i = 0; i < proto.site_settings_size(); ++i) {
     const v1::SiteSetting& in = proto.site_settings(i);
     absl::StatusOr<Site> site = ParseSite(in.site());

@@ -9,6 +9,7 @@
 #include "core/eval/output_evaluation.h"
 #include "core/io/staged_directory.h"
 #include "core/model/llama_model.h"
+#include "core/output/auto_bits.h"
 #include "core/output/auto_block_size.h"
 #include "core/output/calibration_data.h"
 #include "core/output/gptq_export.h"
@@ -43,6 +44,7 @@ struct JobRunner::JobContext {
   // cat-auto: `recipe` holds the block size chosen per site once the
   // calibration exists; this is the choice's report for catq_report.json.
   nlohmann::json block_size_choice;
+  nlohmann::json bit_allocation;
 };
 
 namespace {
@@ -383,6 +385,7 @@ absl::StatusOr<std::shared_ptr<JobRunner::JobContext>> JobRunner::Context(
     CATQ_RETURN_IF_ERROR(LoadStoredCalibration(*context));
   }
   if (context->recipe.is_auto()) CATQ_RETURN_IF_ERROR(ResolveBlockSizes(*context));
+  if (context->recipe.allocates_bits()) CATQ_RETURN_IF_ERROR(ResolveBits(*context));
   absl::MutexLock lock(&mu_);
   return contexts_.emplace(job_id, std::move(context)).first->second;
 }
@@ -461,6 +464,22 @@ absl::Status JobRunner::ResolveBlockSizes(JobContext& context) {
                         ResolveAutoBlockSizes(*context.model, context.recipe, layer_statistics));
   context.recipe = std::move(chosen.recipe);
   context.block_size_choice = std::move(chosen.report);
+  return absl::OkStatus();
+}
+
+// Mixed precision: each site's bits, chosen after cat-auto's block sizes from
+// the same statistics, as the in-process quantizer chooses.
+absl::Status JobRunner::ResolveBits(JobContext& context) {
+  const LayerStatisticsSource layer_statistics =
+      [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
+    CATQ_ASSIGN_OR_RETURN(CalibrationData data,
+                          ReadLayerCalibration(env_, context.calibration_files, layer));
+    return std::move(data.statistics);
+  };
+  CATQ_ASSIGN_OR_RETURN(AutoBits chosen,
+                        ResolveAutoBits(*context.model, context.recipe, layer_statistics));
+  context.recipe = std::move(chosen.recipe);
+  context.bit_allocation = std::move(chosen.report);
   return absl::OkStatus();
 }
 
@@ -608,6 +627,7 @@ absl::Status JobRunner::Assemble(const std::string& job_id) {
   report.calibration = context->calibration_report;
   report.calibration_seconds = context->calibration_report.seconds;
   report.block_size_choice = context->block_size_choice;
+  report.bit_allocation = context->bit_allocation;
   AssembleOptions options;
   if (context->request.max_shard_bytes() > 0) {
     options.max_shard_bytes = context->request.max_shard_bytes();
@@ -699,8 +719,9 @@ absl::StatusOr<v1::TaskLease> JobRunner::NewLease(const std::string& worker_id,
   lease.set_lease_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease)));
   // A cat-auto recipe goes out resolved: the worker quantizes with the
   // chosen block sizes and never chooses itself.
-  *lease.mutable_recipe() =
-      context->recipe.is_auto() ? RecipeToProto(context->recipe) : context->request.recipe();
+  *lease.mutable_recipe() = context->recipe.is_auto() || context->recipe.allocates_bits()
+                                ? RecipeToProto(context->recipe)
+                                : context->request.recipe();
   lease.set_model_id(context->model_record.id);
   for (const StoredFile& file : context->model_record.files) {
     v1::FileEntry* entry = lease.add_model_files();

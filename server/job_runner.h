@@ -165,6 +165,8 @@ class JobRunner {
   absl::Status LoadStoredCalibration(JobContext& context);
   // cat-auto: resolves context.recipe's block sizes from the calibration.
   absl::Status ResolveBlockSizes(JobContext& context);
+  // Mixed precision: resolves context.recipe's bits per site likewise.
+  absl::Status ResolveBits(JobContext& context);
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
   void FailJob(const std::string& job_id, const absl::Status& status);
   // Counts a job that reached `state` in the metrics.

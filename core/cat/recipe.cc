@@ -66,6 +66,8 @@ Recipe Recipe::ForSite(int64_t layer, Site site) const {
   }
   site_recipe.site_settings.clear();
   site_recipe.online_cost_budget = 0.0;
+  site_recipe.average_weight_bits = 0.0;
+  site_recipe.average_activation_bits = 0.0;
   return site_recipe;
 }
 
@@ -76,6 +78,14 @@ absl::Status Recipe::Validate() const {
   if (!std::isfinite(online_cost_budget) || online_cost_budget < 0.0) {
     return absl::InvalidArgumentError(
         absl::StrCat("online_cost_budget: ", online_cost_budget, " must be finite and >= 0"));
+  }
+  for (const auto& [name, average] :
+       {std::pair<const char*, double>{"average_weight_bits", average_weight_bits},
+        {"average_activation_bits", average_activation_bits}}) {
+    if (!std::isfinite(average) || (average != 0.0 && (average < 4.0 || average > 8.0))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": ", average, " must be in [4, 8] (bits per site are 4, 6 or 8), or 0 for none"));
+    }
   }
   // Per-site bits suit every method; per-site block sizes only cat.
   const bool per_site_block_sizes =

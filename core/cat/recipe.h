@@ -118,6 +118,15 @@ struct Recipe {
   // cat only). 0 (default): every site uses block_size. Resolved into
   // site_settings before any layer is quantized.
   double online_cost_budget = 0.0;
+  // Mixed precision (core/output/auto_bits.h): the average weight bits over
+  // the quantized linears, weighted by their parameters, and the average
+  // activation bits, weighted by the MACs of the linears reading each site
+  // (the same weights), under which each site's bits are chosen from
+  // {4, 6, 8} by predicted SQNR. 0 (default): every site at weights.bits /
+  // activation_bits. Else in [4, 8]. Resolved into site_settings after
+  // calibration, before any layer is quantized.
+  double average_weight_bits = 0.0;
+  double average_activation_bits = 0.0;
   // Per-site settings (at most one per layer and site); a site without one
   // uses the global fields. Default empty.
   std::vector<SiteSetting> site_settings;
@@ -136,6 +145,8 @@ struct Recipe {
 
   // Whether this is a cat-auto recipe (online_cost_budget > 0).
   bool is_auto() const { return online_cost_budget > 0.0; }
+  // Whether bits are chosen per site under an average (either average > 0).
+  bool allocates_bits() const { return average_weight_bits > 0.0 || average_activation_bits > 0.0; }
 
   // Validate: OK, or InvalidArgument naming the first bad field and its range.
   absl::Status Validate() const;

@@ -37,6 +37,11 @@ absl::StatusOr<CalibrationData> LoadCalibration(Env* env, const LlamaModel& mode
                                                 CalibrationReport* report) {
   CalibrationData inputs;
   if (input.empty()) return inputs;
+  if (input.sequential && recipe.allocates_bits()) {
+    return absl::InvalidArgumentError(
+        "calibration: sequential mode cannot calibrate a mixed-precision recipe, whose bits per "
+        "site are chosen from the calibration itself; use the float calibration");
+  }
   if (input.sequential && recipe.is_auto()) {
     // Sequential mode runs each layer quantized with the recipe, while
     // cat-auto's per-site block sizes are chosen from these statistics.

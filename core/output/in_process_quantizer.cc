@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/staged_directory.h"
+#include "core/output/auto_bits.h"
 #include "core/output/auto_block_size.h"
 #include "core/output/calibration_data.h"
 #include "core/output/layer_quantizer.h"
@@ -64,22 +65,29 @@ absl::StatusOr<QuantizationReport> QuantizeModelInProcess(Env* env, const std::s
   // cat-auto: one block size per site, chosen once from the statistics
   // before any layer is quantized (the service resolves the same way).
   Recipe resolved = recipe;
+  const LayerStatisticsSource layer_statistics =
+      [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
+    SiteStatisticsMap layer_stats;
+    for (Site site : kAllSites) {
+      const std::string key = SiteQualifiedName(layer, site);
+      auto it = inputs.statistics.find(key);
+      if (it != inputs.statistics.end()) layer_stats.emplace(key, it->second);
+    }
+    return layer_stats;
+  };
   if (recipe.is_auto()) {
-    const LayerStatisticsSource layer_statistics =
-        [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
-      SiteStatisticsMap layer_stats;
-      for (Site site : kAllSites) {
-        const std::string key = SiteQualifiedName(layer, site);
-        auto it = inputs.statistics.find(key);
-        if (it != inputs.statistics.end()) layer_stats.emplace(key, it->second);
-      }
-      return layer_stats;
-    };
     CATQ_ASSIGN_OR_RETURN(AutoBlockSizes chosen,
                           ResolveAutoBlockSizes(model, recipe, layer_statistics));
     resolved = std::move(chosen.recipe);
     report.recipe = resolved;
     report.block_size_choice = std::move(chosen.report);
+  }
+  // Mixed precision: each site's bits, chosen after its block size.
+  if (recipe.allocates_bits()) {
+    CATQ_ASSIGN_OR_RETURN(AutoBits chosen, ResolveAutoBits(model, resolved, layer_statistics));
+    resolved = std::move(chosen.recipe);
+    report.recipe = resolved;
+    report.bit_allocation = std::move(chosen.report);
   }
 
   AssembleOptions assemble;

@@ -65,6 +65,10 @@ absl::StatusOr<LayerResult> QuantizeLayer(const LlamaModel& model, const Recipe&
     return absl::FailedPreconditionError(
         "recipe: cat-auto's block sizes are not resolved (ResolveAutoBlockSizes)");
   }
+  if (recipe.allocates_bits() && recipe.site_settings.empty()) {
+    return absl::FailedPreconditionError(
+        "recipe: the bits per site are not resolved (ResolveAutoBits)");
+  }
   LayerResult result;
   result.layer = layer;
   result.sites.resize(kAllSites.size());

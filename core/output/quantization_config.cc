@@ -179,6 +179,11 @@ nlohmann::json BuildQuantizationConfig(const Recipe& recipe, const std::vector<S
   // cat-auto: each site's chosen k is in `sites`; the budget it was chosen
   // under is recorded only then, so fixed-k configs stay as they were.
   if (recipe.is_auto()) config["catq"]["online_cost_budget"] = recipe.online_cost_budget;
+  // Mixed precision: the averages the per-site bits were chosen under.
+  if (recipe.allocates_bits()) {
+    config["catq"]["average_weight_bits"] = recipe.average_weight_bits;
+    config["catq"]["average_activation_bits"] = recipe.average_activation_bits;
+  }
   return config;
 }
 

@@ -154,6 +154,10 @@ nlohmann::json RecipeToJson(const Recipe& recipe) {
   };
   // Only for cat-auto, so that fixed-k reports stay as they were.
   if (recipe.is_auto()) json["online_cost_budget"] = recipe.online_cost_budget;
+  if (recipe.allocates_bits()) {
+    json["average_weight_bits"] = recipe.average_weight_bits;
+    json["average_activation_bits"] = recipe.average_activation_bits;
+  }
   return json;
 }
 
@@ -194,6 +198,7 @@ nlohmann::json QuantizationReportToJson(const QuantizationReport& report) {
         {"total", report.total_seconds}}},
   };
   if (!report.block_size_choice.is_null()) json["block_size_choice"] = report.block_size_choice;
+  if (!report.bit_allocation.is_null()) json["bit_allocation"] = report.bit_allocation;
   return json;
 }
 

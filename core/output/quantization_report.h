@@ -119,6 +119,9 @@ struct QuantizationReport {
   // cat-auto: the block size chosen per site, its predicted gain and the
   // online cost (core/output/auto_block_size.h); null otherwise.
   nlohmann::json block_size_choice;
+  // Mixed precision: the bits chosen per site and their predicted SQNR
+  // (core/output/auto_bits.h); null otherwise.
+  nlohmann::json bit_allocation;
 };
 
 // The report's JSON: {"catq_version", "model", "recipe", "linears": [...],

@@ -382,7 +382,7 @@ absl::StatusOr<SiteWeights> ReadSiteWeights(const LlamaModel& model, int64_t lay
 
 bool RecipeNeedsStatistics(const Recipe& recipe) {
   return recipe.method == Method::kSmoothQuant || recipe.method == Method::kCat ||
-         recipe.weight_quantizer == WeightQuantizer::kGptq;
+         recipe.weight_quantizer == WeightQuantizer::kGptq || recipe.allocates_bits();
 }
 
 absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weights,

@@ -105,7 +105,8 @@ absl::StatusOr<SiteResult> QuantizeSite(const Recipe& recipe, SiteWeights weight
                                         const SiteStatistics* stats, const RowMatrixXf* samples,
                                         const SiteQuantizeOptions& options = {});
 
-// RecipeNeedsStatistics: whether QuantizeSite needs `stats` for `recipe`.
+// RecipeNeedsStatistics: whether QuantizeSite needs `stats` for `recipe`, or
+// the job needs them before (mixed precision chooses bits from them).
 bool RecipeNeedsStatistics(const Recipe& recipe);
 
 // RecipeTransformIsDiagonal: whether `recipe` gives every site a diagonal T

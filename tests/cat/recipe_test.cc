@@ -101,6 +101,24 @@ TEST(RecipeTest, ValidateNamesTheSiteBitsFields) {
                 "site_settings: per-site block sizes need method cat, not rtn");
 }
 
+TEST(RecipeTest, AverageBitsAreZeroOrInFourToEightAndNotPerSite) {
+  Recipe recipe;
+  EXPECT_FALSE(recipe.allocates_bits());
+  recipe.average_weight_bits = 5.0;
+  ASSERT_OK(recipe.Validate());
+  EXPECT_TRUE(recipe.allocates_bits());
+  EXPECT_EQ(recipe.ForSite(0, Site::kAttnIn).average_weight_bits, 0.0);
+  recipe.average_weight_bits = 3.5;
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument,
+                "average_weight_bits: 3.5 must be in [4, 8]");
+  recipe.average_weight_bits = 0.0;
+  recipe.average_activation_bits = 9.0;
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument,
+                "average_activation_bits: 9 must be in [4, 8]");
+  recipe.average_activation_bits = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_STATUS(recipe.Validate(), absl::StatusCode::kInvalidArgument, "average_activation_bits");
+}
+
 TEST(RecipeTest, ZeroBudgetIsAFixedBlockSizeRecipe) {
   Recipe recipe;
   recipe.method = Method::kCat;

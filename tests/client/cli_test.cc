@@ -202,7 +202,12 @@ TEST(CatqCli, CompareSaysWhichRecipesRunAnOnlineTransform) {
   EXPECT_EQ(rows[1]["online_transform"], true);
   const CommandResult bad = RunCatq(absl::StrCat("compare --methods cat:1:mix", common));
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.output.find("expected cat:K or cat:K:nomix"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("expected cat:K, cat:K:nomix or cat:K:mixB"), std::string::npos)
+      << bad.output;
+  const CommandResult bad_average = RunCatq(absl::StrCat("compare --methods cat:1:mix3", common));
+  EXPECT_NE(bad_average.exit_code, 0);
+  EXPECT_NE(bad_average.output.find("bad average bits in \"cat:1:mix3\""), std::string::npos)
+      << bad_average.output;
 }
 
 // `catq calibrate` writes the statistics a calibrated quantize computes: the

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/cat/recipe.h"
@@ -23,6 +26,7 @@
 #include "core/output/in_process_quantizer.h"
 #include "core/output/packed_linear.h"
 #include "core/output/quantization_config.h"
+#include "core/output/quantization_report.h"
 #include "core/quant/activation_quant.h"
 #include "core/util/status_macros.h"
 #include "tests/util/output_comparison.h"
@@ -264,6 +268,125 @@ TEST(MixedPrecisionStories260K, BitsReachTheStoredWeightsAndEvaluation) {
       model_dir, out, testing::SharedPath("data/tinystories_sample.txt"), ForwardOptions());
   ASSERT_OK(output);
   EXPECT_EQ(output->perplexity, expected->perplexity);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// No averages (budget 0), or per-site settings at the recipe's own bits: the
+// shards and config.json are the uniform recipe's, byte for byte, and the
+// report has no bit_allocation.
+TEST(MixedPrecisionStories260K, UniformBitsLeaveTheOutputByteIdentical) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string model_dir = dir.Join("hf");
+  ASSERT_OK(ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
+                          testing::SharedPath("models/stories260K/tok512.bin"), model_dir));
+  InProcessOptions in_process;
+  in_process.calibration.text_path = testing::SharedPath("data/tinystories_197k.txt");
+  in_process.calibration.text.max_documents = 8;
+  const Recipe uniform = testing::CatW4A4Recipe();
+  absl::StatusOr<QuantizationReport> plain =
+      QuantizeModelInProcess(Env::Default(), model_dir, dir.Join("uniform"), uniform, in_process);
+  ASSERT_OK(plain);
+  EXPECT_TRUE(plain->bit_allocation.is_null());
+  EXPECT_FALSE(QuantizationReportToJson(*plain).contains("bit_allocation"));
+  Recipe explicit_bits = uniform;
+  for (int64_t layer = 0; layer < 5; ++layer) {
+    for (Site site : kAllSites) {
+      explicit_bits.site_settings.push_back(
+          {.layer = layer, .site = site, .block_size = 16, .weight_bits = 4, .activation_bits = 4});
+    }
+  }
+  ASSERT_OK(QuantizeModelInProcess(Env::Default(), model_dir, dir.Join("explicit"), explicit_bits,
+                                   in_process));
+  for (const std::string file : {"config.json", "model.safetensors"}) {
+    const std::string a = ReadFile(dir.Join("uniform/" + file));
+    EXPECT_FALSE(a.empty()) << file;
+    EXPECT_TRUE(a == ReadFile(dir.Join("explicit/" + file))) << file;
+  }
+  const nlohmann::json config = nlohmann::json::parse(ReadFile(dir.Join("uniform/config.json")));
+  EXPECT_FALSE(config["quantization_config"]["catq"].contains("average_weight_bits"));
+  EXPECT_EQ(config["quantization_config"]["config_groups"].size(), 1u);
+}
+
+// The parameter-weighted average of the bits `recipe` gives each linear
+// (weights) or each site's linears (activations, by their MACs: the same
+// weights).
+std::pair<double, double> AverageBits(const LlamaConfig& config, const Recipe& recipe) {
+  double params = 0.0;
+  double weight_bits = 0.0;
+  double activation_bits = 0.0;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (LinearKind kind : kAllLinearKinds) {
+      const MatrixShape shape = LinearShape(config, kind);
+      const double n = static_cast<double>(shape.rows * shape.cols);
+      const Recipe site = recipe.ForSite(layer, SiteOfLinear(kind));
+      params += n;
+      weight_bits += n * site.weights.bits;
+      activation_bits += n * site.activation_bits;
+    }
+  }
+  return {weight_bits / params, activation_bits / params};
+}
+
+TEST(MixedPrecisionStories260K, AllocationRespectsBothBudgetsAndIsRecorded) {
+  CATQ_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string model_dir = dir.Join("hf");
+  ASSERT_OK(ImportLlama2c(Env::Default(), testing::SharedPath("models/stories260K/stories260K.bin"),
+                          testing::SharedPath("models/stories260K/tok512.bin"), model_dir));
+  Recipe recipe = testing::CatW4A4Recipe();
+  recipe.average_weight_bits = 5.0;
+  recipe.average_activation_bits = 6.5;
+  InProcessOptions in_process;
+  in_process.calibration.text_path = testing::SharedPath("data/tinystories_197k.txt");
+  in_process.calibration.text.max_documents = 8;
+  const std::string out = dir.Join("allocated");
+  absl::StatusOr<QuantizationReport> report =
+      QuantizeModelInProcess(Env::Default(), model_dir, out, recipe, in_process);
+  ASSERT_OK(report);
+  const Recipe& resolved = report->recipe;
+  absl::StatusOr<LlamaModel> fp = LlamaModel::Open(model_dir);
+  ASSERT_OK(fp);
+  const auto [weight_average, activation_average] = AverageBits(fp->config(), resolved);
+  EXPECT_LE(weight_average, 5.0);
+  EXPECT_GT(weight_average, 4.5);  // the budget is used, not ignored
+  EXPECT_LE(activation_average, 6.5);
+  EXPECT_GT(activation_average, 6.0);
+  std::set<int> weight_widths;
+  for (int64_t layer = 0; layer < fp->config().num_hidden_layers; ++layer) {
+    for (Site site : kAllSites) {
+      const Recipe site_recipe = resolved.ForSite(layer, site);
+      weight_widths.insert(site_recipe.weights.bits);
+      EXPECT_TRUE(site_recipe.activation_bits == 4 || site_recipe.activation_bits == 6 ||
+                  site_recipe.activation_bits == 8);
+      EXPECT_EQ(site_recipe.block_size, 16);
+    }
+  }
+  EXPECT_GT(weight_widths.size(), 1u);  // mixed, not uniform
+
+  // catq_report.json: each site's bits and predicted SQNR; config.json: the
+  // averages and the groups that give each module its bits.
+  const nlohmann::json json = QuantizationReportToJson(*report);
+  ASSERT_TRUE(json.contains("bit_allocation"));
+  const nlohmann::json& allocation = json["bit_allocation"];
+  EXPECT_EQ(allocation["sites"].size(), static_cast<size_t>(fp->config().num_hidden_layers) * 4u);
+  EXPECT_DOUBLE_EQ(allocation["totals"]["average_weight_bits"].get<double>(), weight_average);
+  EXPECT_TRUE(allocation["sites"][0]["linears"][0].contains("predicted_sqnr_db"));
+  absl::StatusOr<QuantizedModel> quantized = QuantizedModel::Open(out);
+  ASSERT_OK(quantized);
+  const nlohmann::json& qc = quantized->config().original["quantization_config"];
+  EXPECT_EQ(qc["catq"]["average_weight_bits"], 5.0);
+  EXPECT_GT(qc["config_groups"].size(), 1u);
+  for (int64_t layer = 0; layer < fp->config().num_hidden_layers; ++layer) {
+    for (LinearKind kind : kAllLinearKinds) {
+      EXPECT_EQ(quantized->quantization().linear(layer, kind).bits,
+                resolved.ForSite(layer, SiteOfLinear(kind)).weights.bits);
+    }
+  }
 }
 
 }  // namespace

@@ -135,6 +135,30 @@ TEST_F(QuantizerServiceTest, CatAutoJobEqualsTheInProcessOutput) {
   EXPECT_EQ(served["block_size_choice"]["sites"].size(), 8u);
 }
 
+// Mixed precision (with cat-auto's block sizes first): the server chooses
+// the bits per site after its calibration stage and leases the resolved
+// recipe; the output and the choice equal the in-process ones.
+TEST_F(QuantizerServiceTest, MixedPrecisionJobEqualsTheInProcessOutput) {
+  auto client = Client("tok-a");
+  Recipe recipe = testing::CatW4A4Recipe();
+  recipe.online_cost_budget = 0.3;
+  recipe.average_weight_bits = 5.0;
+  recipe.average_activation_bits = 6.0;
+  const v1::Job submitted = Submit(*client, recipe);
+  auto job = client->Watch(submitted.job_id(), nullptr);
+  ASSERT_OK(job);
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
+  ASSERT_OK(client->Fetch(job->job_id(), dir_.Join("fetched")));
+  ExpectSameAsInProcess(dir_.Join("fetched"), recipe);
+  const nlohmann::json served =
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("fetched/catq_report.json")));
+  const nlohmann::json direct =
+      nlohmann::json::parse(testing::ReadTestFile(dir_.Join("direct/catq_report.json")));
+  ASSERT_TRUE(served.contains("bit_allocation"));
+  EXPECT_EQ(served["bit_allocation"], direct["bit_allocation"]);
+  EXPECT_EQ(served["bit_allocation"]["sites"].size(), 8u);
+}
+
 TEST(RecipeConversionTest, PerSiteBitsRoundTripAndBadOnesAreNamed) {
   Recipe recipe = testing::CatW4A4Recipe();
   recipe.site_settings = {
@@ -152,6 +176,18 @@ TEST(RecipeConversionTest, PerSiteBitsRoundTripAndBadOnesAreNamed) {
   EXPECT_EQ(back->ForSite(0, Site::kAttnIn).weights.bits, 6);
   EXPECT_EQ(back->ForSite(0, Site::kAttnIn).activation_bits, 16);
   EXPECT_EQ(back->ForSite(0, Site::kMlpOut).weights.bits, 4);
+
+  Recipe averaged = testing::CatW4A4Recipe();
+  averaged.average_weight_bits = 5.5;
+  averaged.average_activation_bits = 6.0;
+  auto averaged_back = RecipeFromProto(RecipeToProto(averaged));
+  ASSERT_OK(averaged_back);
+  EXPECT_EQ(averaged_back->average_weight_bits, 5.5);
+  EXPECT_EQ(averaged_back->average_activation_bits, 6.0);
+  v1::Recipe bad_average = RecipeToProto(averaged);
+  bad_average.set_average_weight_bits(2.0);
+  EXPECT_STATUS(RecipeFromProto(bad_average), absl::StatusCode::kInvalidArgument,
+                "recipe.average_weight_bits: 2");
 
   v1::Recipe wire = RecipeToProto(recipe);
   wire.mutable_site_settings(1)->set_weight_bits(5);
