@@ -81,8 +81,9 @@ void MeasureError(const Eigen::Ref<const RowMatrixXf>& w, const QuantizedWeight&
 
 absl::Status CheckPackable(const WeightQuantOptions& options, DType scale_dtype) {
   if (!IsExactPackedWidth(options.bits)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "weights.bits: the pack-quantized output stores 4-, 6- or 8-bit weights; got ", options.bits));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights.bits: the pack-quantized output stores 4-, 6- or 8-bit weights; got ",
+                     options.bits));
   }
   if (scale_dtype != DType::kF16 && scale_dtype != DType::kBF16 && scale_dtype != DType::kF32) {
     return absl::InvalidArgumentError(
