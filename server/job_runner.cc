@@ -450,18 +450,23 @@ absl::Status JobRunner::Calibrate(JobContext& context) {
   return absl::OkStatus();
 }
 
-// cat-auto: the block size of every site, chosen from the stored statistics
-// (read a layer at a time) before any layer task runs, as the in-process
-// quantizer chooses; a restarted server chooses again, the same.
-absl::Status JobRunner::ResolveBlockSizes(JobContext& context) {
-  const LayerStatisticsSource layer_statistics =
-      [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
+// The job's stored calibration statistics, read a layer at a time: what the
+// per-site choices below read.
+LayerStatisticsSource JobRunner::StoredLayerStatistics(const JobContext& context) const {
+  return [this, &context](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
     CATQ_ASSIGN_OR_RETURN(CalibrationData data,
                           ReadLayerCalibration(env_, context.calibration_files, layer));
     return std::move(data.statistics);
   };
-  CATQ_ASSIGN_OR_RETURN(AutoBlockSizes chosen,
-                        ResolveAutoBlockSizes(*context.model, context.recipe, layer_statistics));
+}
+
+// cat-auto: the block size of every site, chosen from the stored statistics
+// (read a layer at a time) before any layer task runs, as the in-process
+// quantizer chooses; a restarted server chooses again, the same.
+absl::Status JobRunner::ResolveBlockSizes(JobContext& context) {
+  CATQ_ASSIGN_OR_RETURN(
+      AutoBlockSizes chosen,
+      ResolveAutoBlockSizes(*context.model, context.recipe, StoredLayerStatistics(context)));
   context.recipe = std::move(chosen.recipe);
   context.block_size_choice = std::move(chosen.report);
   return absl::OkStatus();
@@ -470,14 +475,8 @@ absl::Status JobRunner::ResolveBlockSizes(JobContext& context) {
 // Mixed precision: each site's bits, chosen after cat-auto's block sizes from
 // the same statistics, as the in-process quantizer chooses.
 absl::Status JobRunner::ResolveBits(JobContext& context) {
-  const LayerStatisticsSource layer_statistics =
-      [&](int64_t layer) -> absl::StatusOr<SiteStatisticsMap> {
-    CATQ_ASSIGN_OR_RETURN(CalibrationData data,
-                          ReadLayerCalibration(env_, context.calibration_files, layer));
-    return std::move(data.statistics);
-  };
-  CATQ_ASSIGN_OR_RETURN(AutoBits chosen,
-                        ResolveAutoBits(*context.model, context.recipe, layer_statistics));
+  CATQ_ASSIGN_OR_RETURN(AutoBits chosen, ResolveAutoBits(*context.model, context.recipe,
+                                                         StoredLayerStatistics(context)));
   context.recipe = std::move(chosen.recipe);
   context.bit_allocation = std::move(chosen.report);
   return absl::OkStatus();

@@ -49,6 +49,7 @@
 #include "catq/v1/catq.pb.h"
 #include "catq/v1/worker.pb.h"
 #include "core/io/env.h"
+#include "core/output/auto_block_size.h"
 #include "core/output/layer_quantizer.h"
 #include "server/blob_store.h"
 #include "server/job_events.h"
@@ -163,6 +164,7 @@ class JobRunner {
   absl::StatusOr<std::shared_ptr<JobContext>> Context(const std::string& job_id);
   absl::Status Calibrate(JobContext& context);
   absl::Status LoadStoredCalibration(JobContext& context);
+  LayerStatisticsSource StoredLayerStatistics(const JobContext& context) const;
   // cat-auto: resolves context.recipe's block sizes from the calibration.
   absl::Status ResolveBlockSizes(JobContext& context);
   // Mixed precision: resolves context.recipe's bits per site likewise.

@@ -173,6 +173,12 @@ double GaussianSquaredRange(int64_t n, RangeKind kind) {
   return sum / kDraws;
 }
 
+double GaussianSquaredRangeCache::Get(int64_t n, RangeKind kind) {
+  auto [it, inserted] = values_.try_emplace({n, kind}, 0.0);
+  if (inserted) it->second = GaussianSquaredRange(n, kind);
+  return it->second;
+}
+
 absl::StatusOr<std::vector<double>> PredictBaselineNoise(
     absl::Span<const Eigen::Ref<const RowMatrixXf>> weights, const SiteStatistics& stats,
     const BaselineNoiseOptions& options) {

@@ -44,7 +44,9 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -78,6 +80,16 @@ absl::StatusOr<std::vector<Eigen::MatrixXd>> SecondMomentBlocksFor(const SiteSta
 // Monte Carlo of 1024 draws with a fixed seed (the same on every run).
 // REQUIRES: n >= 1.
 double GaussianSquaredRange(int64_t n, RangeKind kind);
+
+// GaussianSquaredRangeCache: GaussianSquaredRange computed once per (n,
+// kind), for the many sites of one width a model has. Not thread-safe.
+class GaussianSquaredRangeCache {
+ public:
+  double Get(int64_t n, RangeKind kind);
+
+ private:
+  std::map<std::pair<int64_t, RangeKind>, double> values_;
+};
 
 // The grids of the noise model; the squared ranges come from the caller
 // (GaussianSquaredRange, cached across sites of one width).

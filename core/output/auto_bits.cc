@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,20 +15,6 @@
 
 namespace catq {
 namespace {
-
-// E[r(z)^2] per (width, range kind): a Monte Carlo of 1024 draws, the same
-// for every site of one width.
-class SquaredRanges {
- public:
-  double Get(int64_t n, RangeKind kind) {
-    auto [it, inserted] = cache_.try_emplace({n, kind}, 0.0);
-    if (inserted) it->second = GaussianSquaredRange(n, kind);
-    return it->second;
-  }
-
- private:
-  std::map<std::pair<int64_t, RangeKind>, double> cache_;
-};
 
 // One site's predicted noise per linear at each of kBitChoices, split into
 // its weight and activation terms.
@@ -45,7 +30,7 @@ struct SiteNoise {
 absl::StatusOr<std::vector<double>> Predict(const std::vector<Eigen::Ref<const RowMatrixXf>>& views,
                                             const SiteStatistics& stats, const Recipe& recipe,
                                             int weight_bits, int activation_bits,
-                                            SquaredRanges& ranges) {
+                                            GaussianSquaredRangeCache& ranges) {
   BaselineNoiseOptions noise;
   const int64_t dim = stats.dim();
   if (activation_bits > 0) {
@@ -61,7 +46,7 @@ absl::StatusOr<std::vector<double>> Predict(const std::vector<Eigen::Ref<const R
 
 absl::StatusOr<SiteNoise> PredictSite(const LlamaModel& model, const Recipe& recipe, int64_t layer,
                                       Site site, const SiteStatistics& stats,
-                                      SquaredRanges& ranges) {
+                                      GaussianSquaredRangeCache& ranges) {
   CATQ_ASSIGN_OR_RETURN(SiteWeights weights,
                         ReadSiteWeights(model, layer, site, recipe.ForSite(layer, site)));
   const std::vector<Eigen::Ref<const RowMatrixXf>> views(weights.weights.begin(),
@@ -109,7 +94,7 @@ absl::StatusOr<AutoBits> ResolveAutoBits(const LlamaModel& model, const Recipe& 
         "choose");
   }
   std::vector<SiteNoise> sites;
-  SquaredRanges ranges;
+  GaussianSquaredRangeCache ranges;
   for (int64_t layer = 0; layer < model.config().num_hidden_layers; ++layer) {
     CATQ_ASSIGN_OR_RETURN(SiteStatisticsMap layer_stats, statistics(layer));
     for (Site site : kAllSites) {

@@ -1,7 +1,6 @@
 #include "core/output/auto_block_size.h"
 
 #include <cmath>
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,19 +27,6 @@ int64_t BlockSizeOfMethod(const Recipe& site_recipe) {
   if (site_recipe.method == Method::kSmoothQuant) return 1;
   return 0;
 }
-
-// The Gaussian squared ranges of the noise model, computed once per width.
-class SquaredRanges {
- public:
-  double Get(int64_t n, RangeKind kind) {
-    auto [it, inserted] = cache_.try_emplace({n, kind}, 0.0);
-    if (inserted) it->second = GaussianSquaredRange(n, kind);
-    return it->second;
-  }
-
- private:
-  std::map<std::pair<int64_t, RangeKind>, double> cache_;
-};
 
 // What one site's evaluation gives besides its options.
 struct SiteExtras {
@@ -82,7 +68,8 @@ nlohmann::json SiteJson(const SiteBlockSizeOptions& site, const SiteExtras& extr
 absl::StatusOr<SiteBlockSizeOptions> EvaluateSite(const LlamaModel& model, const Recipe& recipe,
                                                   int64_t layer, Site site,
                                                   const SiteStatistics& stats,
-                                                  SquaredRanges& ranges, SiteExtras& extras) {
+                                                  GaussianSquaredRangeCache& ranges,
+                                                  SiteExtras& extras) {
   CATQ_ASSIGN_OR_RETURN(SiteWeights weights, ReadSiteWeights(model, layer, site, recipe));
   extras.modules = weights.modules;
   const std::vector<Eigen::Ref<const RowMatrixXf>> views(weights.weights.begin(),
@@ -179,7 +166,7 @@ absl::StatusOr<AutoBlockSizes> ResolveAutoBlockSizes(const LlamaModel& model, co
   fixed.site_settings.clear();
   std::vector<SiteBlockSizeOptions> sites;
   std::vector<SiteExtras> extras;
-  SquaredRanges ranges;
+  GaussianSquaredRangeCache ranges;
   for (int64_t layer = 0; layer < model.config().num_hidden_layers; ++layer) {
     CATQ_ASSIGN_OR_RETURN(SiteStatisticsMap layer_stats, statistics(layer));
     for (Site site : kAllSites) {
